@@ -1,0 +1,1 @@
+"""Data contracts (pandera) and configuration models (pydantic) of nad-fusion."""
