@@ -49,7 +49,9 @@ def context_features(frame: pd.DataFrame) -> pd.DataFrame:
     context = paper_features(frame)
     context["dst_broadcast"] = (octets[3] == 255).astype(int)
     src24 = frame["src"].str.rsplit(".", n=1).str[0]
-    keyed = pd.DataFrame({"src": frame["src"], "dst": frame["dst"], "dst24": dst24, "src24": src24, "dpt": frame["dpt"]})
+    keyed = pd.DataFrame(
+        {"src": frame["src"], "dst": frame["dst"], "dst24": dst24, "src24": src24, "dpt": frame["dpt"]}
+    )
     for name, window in (("min", minute), ("hour", hour)):
         keyed["w"] = window
         context[f"hosts_in_24_{name}"] = keyed.groupby(["src", "dst24", "w"])["dst"].transform("nunique")
@@ -60,15 +62,19 @@ def context_features(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def macro_fbeta(truth: pd.Series, predicted: np.ndarray) -> float:
-    return float(fbeta_score(truth, predicted, beta=2, average="macro", labels=list(CLASS_NAMES), zero_division=0))
+    return float(
+        fbeta_score(truth, predicted, beta=2, average="macro", labels=list(CLASS_NAMES), zero_division=0)
+    )
 
 
 def score(train: pd.DataFrame, test: pd.DataFrame, features) -> tuple[float, dict[str, float]]:
     model = RandomForestClassifier(n_estimators=100, n_jobs=2, random_state=0)
     model.fit(features(train), train[LABEL_COLUMN])
     predicted = model.predict(features(test))
-    per_class = fbeta_score(test[LABEL_COLUMN], predicted, beta=2, average=None, labels=list(CLASS_NAMES), zero_division=0)
-    return macro_fbeta(test[LABEL_COLUMN], predicted), dict(zip(CLASS_NAMES, per_class.round(3)))
+    per_class = fbeta_score(
+        test[LABEL_COLUMN], predicted, beta=2, average=None, labels=list(CLASS_NAMES), zero_division=0
+    )
+    return macro_fbeta(test[LABEL_COLUMN], predicted), dict(zip(CLASS_NAMES, per_class.round(3), strict=True))
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """The `nad` command line."""
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 
-class PresetChoice(str, Enum):
+class PresetChoice(StrEnum):
     tiny = "tiny"
     demo = "demo"
     full = "full"
@@ -31,13 +31,22 @@ def _root() -> None:
 def format_counts_table(rows: list[tuple[str, str, int, dict[str, int]]]) -> str:
     """A per-day, per-class table with a total line."""
     header = ["day", "split", "rows", *CLASS_NAMES]
-    body = [[day, split, f"{total:,}", *(f"{counts.get(c, 0):,}" for c in CLASS_NAMES)] for day, split, total, counts in rows]
+    body = [
+        [day, split, f"{total:,}", *(f"{counts.get(c, 0):,}" for c in CLASS_NAMES)]
+        for day, split, total, counts in rows
+    ]
     total = ["total", "", f"{sum(r[2] for r in rows):,}"] + [
         f"{sum(r[3].get(c, 0) for r in rows):,}" for c in CLASS_NAMES
     ]
     table = [header, *body, total]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    lines = ["  ".join(cell.rjust(w) if i > 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))) for line in table]
+    lines = [
+        "  ".join(
+            cell.rjust(w) if i > 1 else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in table
+    ]
     lines.insert(1, "-" * len(lines[0]))
     lines.insert(len(lines) - 1, "-" * len(lines[0]))
     return "\n".join(lines)
@@ -55,7 +64,10 @@ def generate(
     traffic = TrafficConfig() if label_noise is None else TrafficConfig(label_noise=label_noise)
     plan = get_preset(preset.value, traffic)
     if dry_run:
-        rows = [(day.file_name, day.split, day.rows, {"Normal": day.normal_rows, **day.attacks}) for day in plan.days]
+        rows = [
+            (day.file_name, day.split, day.rows, {"Normal": day.normal_rows, **day.attacks})
+            for day in plan.days
+        ]
         typer.echo(f"plan of preset {plan.name} (before label noise of {traffic.label_noise:.1%}):")
         typer.echo(format_counts_table(rows))
         return

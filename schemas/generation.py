@@ -101,9 +101,7 @@ def _scaled_day(raw: tuple[str, Split, int, dict[str, int]], name: PresetName) -
         date=date.fromisoformat(day),
         split=split,
         rows=round(rows / divisor),
-        attacks={
-            cls: max(round(count / divisor), floors.get(cls, 0)) for cls, count in attacks.items()
-        },
+        attacks={cls: max(round(count / divisor), floors.get(cls, 0)) for cls, count in attacks.items()},
     )
 
 

@@ -72,9 +72,7 @@ def previous_same_value(key_order: KeyOrder, values: np.ndarray) -> np.ndarray:
     return previous
 
 
-def count_distinct_in_windows(
-    key_order: KeyOrder, starts: np.ndarray, values: np.ndarray
-) -> np.ndarray:
+def count_distinct_in_windows(key_order: KeyOrder, starts: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Distinct `values` in each row's window, returned in stream order.
 
     A value counts once in the window [lo_i, i] at its first occurrence j there, that is

@@ -134,7 +134,7 @@ def write_csv_atomically(path: Path, tables: Iterator[pa.Table]) -> None:
 
 def class_counts(labels: np.ndarray) -> dict[str, int]:
     counts = np.bincount(labels, minlength=len(CLASS_NAMES))
-    return {name: int(count) for name, count in zip(CLASS_NAMES, counts)}
+    return {name: int(count) for name, count in zip(CLASS_NAMES, counts, strict=True)}
 
 
 def write_day(plan: DayPlan, preset: Preset, net: Network, seed: int, out_dir: Path) -> DaySummary:

@@ -95,7 +95,7 @@ APP_PROFILES: dict[str, AppProfile] = {
     },
 }
 PORT_TO_APP = {p.dpt: APP[name] for name, p in APP_PROFILES.items() if p.dpt > 0}
-SERVICE_PORTS = np.array(sorted(PORT_TO_APP) + [3389, 8080, 3306, 5900, 8443, 111, 135, 993])
+SERVICE_PORTS = np.array([*sorted(PORT_TO_APP), 3389, 8080, 3306, 5900, 8443, 111, 135, 993])
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,10 @@ def build_network(rng: np.random.Generator, scale: float) -> Network:
     subnets = np.array([ip(192, 168, 10 + k, 0) for k in range(n_subnets)], dtype=np.int64)
     per_subnet = rng.integers(60, 200, n_subnets)
     hosts = np.concatenate(
-        [base + 1 + np.sort(rng.choice(253, size, replace=False)) for base, size in zip(subnets, per_subnet)]
+        [
+            base + 1 + np.sort(rng.choice(253, size, replace=False))
+            for base, size in zip(subnets, per_subnet, strict=True)
+        ]
     )
     server_pool = rng.permutation(hosts)
     roles = {"dns": 2, "file": 3, "mail": 2, "log": 1, "web": 3, "monitor": 2}
@@ -284,10 +287,29 @@ def monitoring_rounds(rng: np.random.Generator, net: Network, n: int, span: int)
         alive = rng.random(quota) > 0.1
         if index % 2 == 0:
             payload = int(rng.choice(PING_PAYLOADS))
-            batch = make_rows(quota, t=t, src=monitor, dst=dst, proto=ICMP, app=APP["icmp"], out=payload, **{"in": payload * alive})
+            batch = make_rows(
+                quota,
+                t=t,
+                src=monitor,
+                dst=dst,
+                proto=ICMP,
+                app=APP["icmp"],
+                out=payload,
+                **{"in": payload * alive},
+            )
         else:
             port = {"spt": ephemeral_ports(rng, quota), "dpt": 161}
-            batch = make_rows(quota, t=t, src=monitor, dst=dst, proto=UDP, app=APP["snmp"], out=90, **port, **{"in": 310 * alive})
+            batch = make_rows(
+                quota,
+                t=t,
+                src=monitor,
+                dst=dst,
+                proto=UDP,
+                app=APP["snmp"],
+                out=90,
+                **port,
+                **{"in": 310 * alive},
+            )
         batches.append(batch)
     return concat_rows(batches)
 
@@ -302,9 +324,14 @@ def connectivity_checks(rng: np.random.Generator, net: Network, n: int, span: in
     def episode(size: int, start: float) -> Rows:
         payload = int(rng.choice(PING_PAYLOADS))
         return make_rows(
-            size, t=start + rng.uniform(0, 3.0, size), src=rng.choice(net.hosts, size),
-            dst=int(rng.choice(targets)), proto=ICMP, app=APP["icmp"], out=payload,
-        )  # fmt: skip
+            size,
+            t=start + rng.uniform(0, 3.0, size),
+            src=rng.choice(net.hosts, size),
+            dst=int(rng.choice(targets)),
+            proto=ICMP,
+            app=APP["icmp"],
+            out=payload,
+        )
 
     return run_episodes(rng, n, span, lambda: int(rng.integers(10, 150)), episode)
 
@@ -317,11 +344,18 @@ def multiport_sessions(rng: np.random.Generator, net: Network, n: int, span: int
         server = rng.choice(np.concatenate([net.servers["file"], net.external[:50]]))
         t = start + np.cumsum(rng.exponential(rng.uniform(0.05, 2.0), size))
         rows = make_rows(
-            size, t=t, src=client, dst=server, spt=ephemeral_ports(rng, size),
-            dpt=rng.integers(1024, 65536, size), proto=TCP, app=APP["others"],
-            out=lognormal_bytes(rng, 300.0, 1.5, size), duration=rng.integers(0, 5, size),
+            size,
+            t=t,
+            src=client,
+            dst=server,
+            spt=ephemeral_ports(rng, size),
+            dpt=rng.integers(1024, 65536, size),
+            proto=TCP,
+            app=APP["others"],
+            out=lognormal_bytes(rng, 300.0, 1.5, size),
+            duration=rng.integers(0, 5, size),
             **{"in": lognormal_bytes(rng, 5_000.0, 2.0, size)},
-        )  # fmt: skip
+        )
         if rng.random() < 0.5:  # the server refuses: only a SYN and a reset per port
             _fail_sessions(rng, rows, 1.0)
         return rows
@@ -357,7 +391,11 @@ def attack_context(rng: np.random.Generator, net: Network, split: str, slow_shar
 
 
 def run_episodes(
-    rng: np.random.Generator, n: int, span: int, draw_size: Callable[[], int], episode: Callable[[int, float], Rows]
+    rng: np.random.Generator,
+    n: int,
+    span: int,
+    draw_size: Callable[[], int],
+    episode: Callable[[int, float], Rows],
 ) -> Rows:
     """Episodes at random starts until n rows exist; the last one is cut short."""
     batches, produced = [make_rows(0, t=0.0, src=0, dst=0, proto=0, app=0)], 0
@@ -371,7 +409,9 @@ def run_episodes(
     return rows
 
 
-def probe_gaps(rng: np.random.Generator, ctx: AttackContext, size: int, fast: tuple[float, float]) -> np.ndarray:
+def probe_gaps(
+    rng: np.random.Generator, ctx: AttackContext, size: int, fast: tuple[float, float]
+) -> np.ndarray:
     """Gaps between probes: fast bursts, or slow probes that stay under the 2 s window."""
     if rng.random() < ctx.slow_share:
         return rng.uniform(2.0, 40.0) * rng.uniform(0.7, 1.3, size)
@@ -390,6 +430,7 @@ def log_uniform_size(rng: np.random.Generator, low: int, high: int) -> Callable[
 
 def ip_sweeps(rng: np.random.Generator, net: Network, ctx: AttackContext, n: int, span: int) -> Rows:
     """One source pinging (or SYN-probing) consecutive hosts of one or more /24s."""
+
     def episode(size: int, start: float) -> Rows:
         first = int(rng.choice(ctx.target_subnets)) + int(rng.choice([1, 1, 1, rng.integers(1, 200)]))
         host_index = (first & 0xFF) - 1 + np.arange(size)
@@ -399,10 +440,32 @@ def ip_sweeps(rng: np.random.Generator, net: Network, ctx: AttackContext, n: int
         src = pick_attacker(rng, net, ctx, 0.25)
         if rng.random() < 0.8:
             payload = int(rng.choice(PING_PAYLOADS[:4]))
-            return make_rows(size, label="Probing-IP sweep", t=t, src=src, dst=dst, proto=ICMP, app=APP["icmp"], out=payload, **{"in": payload * alive})
+            return make_rows(
+                size,
+                label="Probing-IP sweep",
+                t=t,
+                src=src,
+                dst=dst,
+                proto=ICMP,
+                app=APP["icmp"],
+                out=payload,
+                **{"in": payload * alive},
+            )
         port = int(rng.choice([80, 443]))
         app = APP["http"] if port == 80 else APP["https"]
-        return make_rows(size, label="Probing-IP sweep", t=t, src=src, dst=dst, spt=ephemeral_ports(rng, size), dpt=port, proto=TCP, app=app, out=44, **{"in": 40 * alive})
+        return make_rows(
+            size,
+            label="Probing-IP sweep",
+            t=t,
+            src=src,
+            dst=dst,
+            spt=ephemeral_ports(rng, size),
+            dpt=port,
+            proto=TCP,
+            app=app,
+            out=44,
+            **{"in": 40 * alive},
+        )
 
     return run_episodes(rng, n, span, log_uniform_size(rng, 20, 1500), episode)
 
@@ -427,11 +490,18 @@ def port_sweeps(rng: np.random.Generator, net: Network, ctx: AttackContext, n: i
         open_port = np.isin(ports, SERVICE_PORTS) & (rng.random(size) < 0.5)
         spt = int(rng.integers(1024, 65536)) if rng.random() < 0.7 else ephemeral_ports(rng, size)
         return make_rows(
-            size, label="Probing-Port sweep", t=start + np.cumsum(probe_gaps(rng, ctx, size, (10, 1000))),
-            src=pick_attacker(rng, net, ctx, 0.3), dst=int(rng.choice(ctx.victims)), spt=spt, dpt=ports,
-            proto=UDP if udp else TCP, app=port_app_codes(ports), out=rng.choice([0, 40, 44, 60], size),
+            size,
+            label="Probing-Port sweep",
+            t=start + np.cumsum(probe_gaps(rng, ctx, size, (10, 1000))),
+            src=pick_attacker(rng, net, ctx, 0.3),
+            dst=int(rng.choice(ctx.victims)),
+            spt=spt,
+            dpt=ports,
+            proto=UDP if udp else TCP,
+            app=port_app_codes(ports),
+            out=rng.choice([0, 40, 44, 60], size),
             **{"in": np.where(open_port, 60, rng.choice([0, 40], size))},
-        )  # fmt: skip
+        )
 
     return run_episodes(rng, n, span, log_uniform_size(rng, 10, 2000), episode)
 
@@ -449,13 +519,18 @@ def nmap_scans(rng: np.random.Generator, net: Network, ctx: AttackContext, n: in
         dpt = np.where(step == 0, 0, ports[np.maximum(step - 1, 0)])
         proto = np.where(step == 0, ICMP, np.where(rng.random(size) < 0.2, UDP, TCP))
         return make_rows(
-            size, label="Probing-Nmap", t=start + np.cumsum(probe_gaps(rng, ctx, size, (50, 2000))),
-            src=pick_attacker(rng, net, ctx, 0.2), dst=host,
-            spt=np.where(proto == ICMP, 0, int(rng.integers(30000, 65536))), dpt=dpt, proto=proto,
+            size,
+            label="Probing-Nmap",
+            t=start + np.cumsum(probe_gaps(rng, ctx, size, (50, 2000))),
+            src=pick_attacker(rng, net, ctx, 0.2),
+            dst=host,
+            spt=np.where(proto == ICMP, 0, int(rng.integers(30000, 65536))),
+            dpt=dpt,
+            proto=proto,
             app=np.where(proto == ICMP, APP["icmp"], port_app_codes(dpt)),
             out=np.where(proto == ICMP, 28, rng.choice([0, 40, 44], size)),
             **{"in": rng.choice([0, 0, 40], size)},
-        )  # fmt: skip
+        )
 
     return run_episodes(rng, n, span, log_uniform_size(rng, 10, 300), episode)
 
@@ -476,7 +551,9 @@ def smurf_attacks(rng: np.random.Generator, net: Network, ctx: AttackContext, n:
         src = np.where(is_request, victim, np.tile(np.concatenate(([victim], reflectors)), requests)[:size])
         dst = np.where(is_request, subnet | 0xFF, victim)
         payload = int(rng.choice(PING_PAYLOADS[2:]))
-        return make_rows(size, label="DDOS-smurf", t=t, src=src, dst=dst, proto=ICMP, app=APP["icmp"], out=payload)
+        return make_rows(
+            size, label="DDOS-smurf", t=t, src=src, dst=dst, proto=ICMP, app=APP["icmp"], out=payload
+        )
 
     return run_episodes(rng, n, span, log_uniform_size(rng, 20, 600), episode)
 

@@ -11,7 +11,12 @@ from tasks.counters import (
     compute_counters,
 )
 
-KEYED = {"cnt_dst": ("src", "dst"), "cnt_src": ("dst", "src"), "cnt_serv_src": ("src", "dpt"), "cnt_serv_dst": ("dst", "dpt")}
+KEYED = {
+    "cnt_dst": ("src", "dst"),
+    "cnt_src": ("dst", "src"),
+    "cnt_serv_src": ("src", "dpt"),
+    "cnt_serv_dst": ("dst", "dpt"),
+}
 
 
 def naive_counters(seconds, src, dst, dpt) -> dict[str, list[int]]:
@@ -20,14 +25,16 @@ def naive_counters(seconds, src, dst, dpt) -> dict[str, list[int]]:
     result = {name: [] for name in COUNTER_COLUMNS}
     for i in range(len(seconds)):
         windows = {
-            "": lambda j: seconds[i] - seconds[j] < SHORT_WINDOW_SECONDS,
-            "_slow": lambda j: seconds[i] - seconds[j] < SLOW_WINDOW_SECONDS,
-            "_conn": lambda j: i - j < CONNECTION_WINDOW_ROWS,
+            "": lambda j, i=i: seconds[i] - seconds[j] < SHORT_WINDOW_SECONDS,
+            "_slow": lambda j, i=i: seconds[i] - seconds[j] < SLOW_WINDOW_SECONDS,
+            "_conn": lambda j, i=i: i - j < CONNECTION_WINDOW_ROWS,
         }
         for base, (key, value) in KEYED.items():
             for suffix, inside in windows.items():
                 seen = {
-                    columns[value][j] for j in range(i + 1) if columns[key][j] == columns[key][i] and inside(j)
+                    columns[value][j]
+                    for j in range(i + 1)
+                    if columns[key][j] == columns[key][i] and inside(j)
                 }
                 result[base + suffix].append(len(seen))
     return result

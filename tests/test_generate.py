@@ -19,9 +19,14 @@ from tasks.traffic import APP_PROFILES
 from tests.conftest import TINY_SEED
 
 REAL_ROWS = {
-    "1203": 3_265_630, "1210": 2_809_865, "1216": 3_165_968,
-    "0123": 3_601_186, "0124": 2_050_710, "0125": 2_120_819, "0126": 5_517_815,
-}  # fmt: skip
+    "1203": 3_265_630,
+    "1210": 2_809_865,
+    "1216": 3_165_968,
+    "0123": 3_601_186,
+    "0124": 2_050_710,
+    "0125": 2_120_819,
+    "0126": 5_517_815,
+}
 REAL_TRAINING_TOTALS = {
     "Normal": 8_920_477,
     "Probing-IP sweep": 240_524,
@@ -128,11 +133,15 @@ def test_full_plan_day_mix_follows_the_real_data() -> None:
     assert days["1203"].attacks["DDOS-smurf"] == days["1203"].attacks["Probing-Nmap"] == 0
     assert days["1210"].attacks["Probing-IP sweep"] / days["1210"].rows == pytest.approx(0.018, abs=0.003)
     for rare in ("DDOS-smurf", "Probing-Nmap"):
-        assert days["1216"].attacks[rare] > 0.9 * sum(d.attacks[rare] for d in days.values() if d.split == "train")
+        assert days["1216"].attacks[rare] > 0.9 * sum(
+            d.attacks[rare] for d in days.values() if d.split == "train"
+        )
 
 
 def test_dry_run_prints_the_full_plan_without_writing(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["generate", "--out", str(tmp_path / "x"), "--preset", "full", "--dry-run"])
+    result = CliRunner().invoke(
+        app, ["generate", "--out", str(tmp_path / "x"), "--preset", "full", "--dry-run"]
+    )
     assert result.exit_code == 0, result.output
     assert "3,265,630" in result.output and "22,531,993" in result.output
     assert not (tmp_path / "x").exists()
@@ -154,7 +163,7 @@ def test_label_noise_is_a_parameter(tmp_path: Path) -> None:
     clean = only_days(get_preset("tiny", TrafficConfig(label_noise=0.0)), "train")
     noisy = only_days(get_preset("tiny", TrafficConfig(label_noise=0.2)), "train")
     exact = generate_dataset(clean, 3, tmp_path / "clean")
-    for plan, summary in zip(clean.days, exact):
+    for plan, summary in zip(clean.days, exact, strict=True):
         assert {k: summary.class_counts[k] for k in ATTACK_NAMES} == plan.attacks
     flipped = generate_dataset(noisy, 3, tmp_path / "noisy")
     planned_attacks = sum(sum(p.attacks.values()) for p in noisy.days)
@@ -171,7 +180,9 @@ def test_counters_in_files_equal_their_recomputation(tiny_dir: Path, tiny_days: 
     for name in ("1216_firewall.csv", "0124_firewall.csv"):
         day = read_day(tiny_dir / name)
         seconds = (pd.to_datetime(day["time"]) - pd.Timestamp(day["time"][0][:10])).dt.total_seconds()
-        expected = naive_counters(seconds.astype(int).tolist(), day["src"].tolist(), day["dst"].tolist(), day["dpt"].tolist())
+        expected = naive_counters(
+            seconds.astype(int).tolist(), day["src"].tolist(), day["dst"].tolist(), day["dpt"].tolist()
+        )
         for column in COUNTER_COLUMNS:
             assert day[column].tolist() == expected[column], (name, column)
 
@@ -183,7 +194,9 @@ def test_attacks_follow_their_mechanics(tiny_dir: Path, tiny_days: list[DaySumma
     assert smurf["dst"].str.endswith(".255").any(), "no broadcast echo requests"
     sweep = day[(day["label"] == "Probing-IP sweep")]
     biggest = sweep.groupby("src")["dst"].nunique().idxmax()
-    last_octets = np.sort(sweep[sweep["src"] == biggest]["dst"].str.rsplit(".", n=1).str[1].astype(int).unique())
+    last_octets = np.sort(
+        sweep[sweep["src"] == biggest]["dst"].str.rsplit(".", n=1).str[1].astype(int).unique()
+    )
     assert (np.diff(last_octets) == 1).mean() > 0.9, "an IP sweep walks consecutive hosts"
     ports = day[day["label"] == "Probing-Port sweep"]
     assert ports.groupby(["src", "dst"])["dpt"].nunique().max() >= 10
@@ -202,13 +215,17 @@ def test_compute_counters_on_generated_arrays_is_deterministic() -> None:
 # ---------------------------------------------------------------- determinism
 
 
-def test_same_seed_gives_byte_identical_files(tmp_path: Path, tiny_dir: Path, tiny_days: list[DaySummary]) -> None:
+def test_same_seed_gives_byte_identical_files(
+    tmp_path: Path, tiny_dir: Path, tiny_days: list[DaySummary]
+) -> None:
     generate_dataset(get_preset("tiny"), TINY_SEED, tmp_path / "again")
     for path in sorted(tiny_dir.rglob("*.csv")):
         assert sha256(path) == sha256(tmp_path / "again" / path.relative_to(tiny_dir)), path.name
 
 
-def test_another_seed_gives_other_traffic(tmp_path: Path, tiny_dir: Path, tiny_days: list[DaySummary]) -> None:
+def test_another_seed_gives_other_traffic(
+    tmp_path: Path, tiny_dir: Path, tiny_days: list[DaySummary]
+) -> None:
     generate_dataset(only_days(get_preset("tiny"), "train"), TINY_SEED + 1, tmp_path)
     assert sha256(tmp_path / TRAIN_FILES[0]) != sha256(tiny_dir / TRAIN_FILES[0])
 
