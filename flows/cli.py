@@ -1,5 +1,6 @@
 """The `nad` command line."""
 
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -8,7 +9,9 @@ import typer
 
 from schemas.firewall import CLASS_NAMES
 from schemas.generation import TrafficConfig, get_preset
+from tasks.cluster import DASK_ADDRESS_ENV, dask_client
 from tasks.generate import DaySummary, generate_dataset
+from tasks.ingest import ingest_files
 
 app = typer.Typer(
     help="nad-fusion: network anomaly detection on firewall logs.",
@@ -75,6 +78,66 @@ def generate(
     typer.echo(f"wrote {len(summaries)} days of preset {plan.name} (seed {seed}) to {out}/")
     typer.echo(format_counts_table([(s.file, s.split, s.rows, s.class_counts) for s in summaries]))
     typer.echo(f"test-day labels are in {out}/truth/; the manifest is {out}/manifest.json")
+
+
+StoreOption = Annotated[Path, typer.Option(help="The Parquet store (created if missing).")]
+DaskOption = Annotated[
+    str | None,
+    typer.Option(
+        help=f"tcp://HOST:PORT of an existing Dask cluster (or ${DASK_ADDRESS_ENV}); default: a local one."
+    ),
+]
+
+
+@app.command()
+def ingest(
+    files: Annotated[list[Path], typer.Argument(help="Day files, named MMDD_firewall.csv.")],
+    store: StoreOption,
+    day: Annotated[
+        str | None, typer.Option(help="YYYY-MM-DD, for a single file whose name does not tell it.")
+    ] = None,
+    dask_address: DaskOption = None,
+) -> None:
+    """Validate day files and write them to the store; bad rows go to quarantine with the reason."""
+    if day is not None and len(files) > 1:
+        raise typer.BadParameter("--day applies to a single file", param_hint="--day")
+    the_day = date.fromisoformat(day) if day else None
+    failures = 0
+    with dask_client(dask_address) as client:
+        for outcome in ingest_files(files, store, client, day=the_day):
+            if outcome.report:
+                typer.echo(outcome.report.summary())
+            else:
+                failures += 1
+                typer.echo(f"error: {outcome.error}", err=True)
+    if failures:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def backfill(
+    source: Annotated[Path, typer.Argument(help="Folder of MMDD_firewall.csv day files.")],
+    store: StoreOption,
+    since: Annotated[str | None, typer.Option(help="First day, MMDD.")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Last day, MMDD (before --since: wraps the year).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-ingest days whose file is unchanged.")] = False,
+    dask_address: DaskOption = None,
+) -> None:
+    """Prefect flow: ingest every new or changed day of SOURCE_DIR, concurrently."""
+    from flows.backfill import backfill as backfill_flow
+
+    state = backfill_flow(source, store, since, until, force, dask_address, return_state=True)
+    rows = state.result(raise_on_failure=False)
+    if state.is_failed():
+        typer.echo(f"backfill failed: {rows}", err=True)
+        raise typer.Exit(code=1)
+    for row in rows:
+        typer.echo(
+            f"{row['file']}: day={row['day']} rows={row['rows']:,} kept={row['kept']:,} "
+            f"quarantined={row['quarantined']:,} {row['status']}"
+        )
 
 
 def main() -> None:

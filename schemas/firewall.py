@@ -2,6 +2,8 @@
 
 from typing import Final
 
+import pandera.pandas as pa
+
 CLASS_NAMES: Final[tuple[str, ...]] = (
     "Normal",
     "DDOS-smurf",
@@ -90,3 +92,48 @@ APP_VOCABULARY: Final[tuple[str, ...]] = (
     "sftp",
 )
 UNKNOWN_APP: Final[str] = "others"
+
+# ---------------------------------------------------------------- the raw-day contract
+
+SCHEMA_VERSION: Final[str] = "zyell-1"
+IPV4_PATTERN: Final[str] = (
+    r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$"
+)
+STRING_COLUMNS: Final[tuple[str, ...]] = ("src", "dst", "app", LABEL_COLUMN)
+FLOAT_COLUMNS: Final[tuple[str, ...]] = ("duration",)
+INTEGER_COLUMNS: Final[tuple[str, ...]] = (
+    "spt",
+    "dpt",
+    "out (bytes)",
+    "in (bytes)",
+    "proto",
+    *COUNTER_COLUMNS,
+)
+PORT_RANGE: Final[tuple[int, int]] = (0, 65535)
+PROTO_RANGE: Final[tuple[int, int]] = (0, 255)
+
+
+def raw_day_schema(labelled: bool) -> pa.DataFrameSchema:
+    """The checks every row of a firewall day must pass, on parsed values.
+
+    Parsing is typed (see `tasks.ingest`): a `time` that does not parse with TIME_FORMAT, or a
+    number that does not parse, arrives here as null and fails `not_nullable`.
+    """
+    non_negative = [pa.Check.ge(0)]
+    columns = {
+        "time": pa.Column("datetime64[s]", nullable=False),
+        "src": pa.Column(str, pa.Check.str_matches(IPV4_PATTERN), nullable=False),
+        "dst": pa.Column(str, pa.Check.str_matches(IPV4_PATTERN), nullable=False),
+        "spt": pa.Column("Int64", pa.Check.in_range(*PORT_RANGE), nullable=False),
+        "dpt": pa.Column("Int64", pa.Check.in_range(*PORT_RANGE), nullable=False),
+        "duration": pa.Column("Float64", non_negative, nullable=False),
+        "out (bytes)": pa.Column("Int64", non_negative, nullable=False),
+        "in (bytes)": pa.Column("Int64", non_negative, nullable=False),
+        "proto": pa.Column("Int64", pa.Check.in_range(*PROTO_RANGE), nullable=False),
+        # An unknown app is a real-world event, not a bad row: it is kept and counted.
+        "app": pa.Column(str, pa.Check.str_length(min_value=1), nullable=False),
+        **{name: pa.Column("Int64", non_negative, nullable=False) for name in COUNTER_COLUMNS},
+    }
+    if labelled:
+        columns[LABEL_COLUMN] = pa.Column(str, pa.Check.isin(CLASS_NAMES), nullable=False)
+    return pa.DataFrameSchema(columns, ordered=True, strict=True, name="firewall-day")
