@@ -120,6 +120,7 @@ def scan_file(path: Path, blocksize: int = DEFAULT_BLOCKSIZE) -> FileScan:
             last_byte = chunk[-1:]
     if offset == 0:
         raise IngestError(f"{path}: the file is empty")
+    labelled = check_header(path, header)
     data_lines = newlines - 1 + (last_byte != b"\n")
     if data_lines <= 0:
         raise IngestError(f"{path}: the file has a header but no rows")
@@ -128,7 +129,7 @@ def scan_file(path: Path, blocksize: int = DEFAULT_BLOCKSIZE) -> FileScan:
         path=str(path),
         sha256=digest.hexdigest(),
         size=offset,
-        labelled=check_header(path, header),
+        labelled=labelled,
         header=header,
         block_starts=tuple(starts[i] for i in keep),
         first_lines=tuple(lines[i] for i in keep),

@@ -1,10 +1,14 @@
 """Shared fixtures: small generated data sets, made once per session."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from distributed import Client
+from prefect.testing.utilities import prefect_test_harness
 
 from schemas.generation import get_preset
+from tasks.cluster import dask_client
 from tasks.generate import DaySummary, generate_dataset
 
 TINY_SEED = 11
@@ -19,3 +23,17 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_days(tiny_dir: Path) -> list[DaySummary]:
     """The `tiny` preset written once for the whole session."""
     return generate_dataset(get_preset("tiny"), TINY_SEED, tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def dask_cluster_client() -> Iterator[Client]:
+    """A real local Dask cluster (two worker processes) shared by the session."""
+    with dask_client() as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """Real Prefect flows against a temporary local server, started once."""
+    with prefect_test_harness(server_startup_timeout=90):
+        yield

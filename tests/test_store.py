@@ -1,0 +1,169 @@
+"""The store: idempotent re-ingest, replacement of a changed day, and atomicity under crashes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from distributed import Client
+
+from tasks.generate import DaySummary
+from tasks.ingest import build_report, ingest_file, plan_blocks, resolve_day, scan_file, write_partitions
+from tasks.store import (
+    JOURNAL_DIR,
+    STAGING_DIR,
+    day_dir,
+    new_stage,
+    quarantine_dir,
+    read_report,
+    recover_store,
+    stored_days,
+    write_journal,
+)
+
+DAY = date(2020, 12, 3)
+NAME = "1203_firewall.csv"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snapshot(store: Path) -> dict[str, pd.DataFrame]:
+    """The day's data and quarantine as frames, for comparing two store states."""
+    return {
+        "data": pd.read_parquet(day_dir(store, DAY)).sort_values("line", ignore_index=True),
+        "quarantine": pd.read_parquet(quarantine_dir(store, DAY)).sort_values("line", ignore_index=True),
+    }
+
+
+def assert_same(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
+    for part in a:
+        pd.testing.assert_frame_equal(a[part], b[part])
+
+
+@pytest.fixture
+def day_v1(tiny_dir: Path, tiny_days: list[DaySummary], tmp_path: Path) -> Path:
+    """A day file with two bad lines, in its own folder."""
+    lines = (tiny_dir / NAME).read_bytes().split(b"\n")
+    lines[5] = lines[5] + b",extra"
+    fields = lines[9].split(b",")
+    fields[6] = b"-6"
+    lines[9] = b",".join(fields)
+    path = tmp_path / "v1" / NAME
+    path.parent.mkdir()
+    path.write_bytes(b"\n".join(lines))
+    return path
+
+
+@pytest.fixture
+def day_v2(tiny_dir: Path, tiny_days: list[DaySummary], tmp_path: Path) -> Path:
+    """The clean day: the same file name with other content."""
+    path = tmp_path / "v2" / NAME
+    path.parent.mkdir()
+    path.write_bytes((tiny_dir / NAME).read_bytes())
+    return path
+
+
+def test_reingesting_the_same_file_gives_the_same_store(
+    day_v1: Path, tmp_path: Path, dask_cluster_client
+) -> None:
+    store = tmp_path / "store"
+    first = ingest_file(day_v1, store, dask_cluster_client)
+    before = snapshot(store)
+    second = ingest_file(day_v1, store, dask_cluster_client)
+    assert_same(before, snapshot(store))
+    assert first.rows_quarantined == second.rows_quarantined == 2
+    assert len(before["data"]) == first.rows_kept and before["data"]["line"].is_unique
+    assert second.previous_sha256 == second.sha256 == first.sha256
+    assert stored_days(store) == [DAY]
+    assert not list((store / STAGING_DIR).iterdir()) and not list((store / JOURNAL_DIR).iterdir())
+
+
+def test_a_changed_file_replaces_the_day(
+    day_v1: Path, day_v2: Path, tmp_path: Path, dask_cluster_client
+) -> None:
+    store = tmp_path / "store"
+    old = ingest_file(day_v1, store, dask_cluster_client)
+    new = ingest_file(day_v2, store, dask_cluster_client)
+    assert new.previous_sha256 == old.sha256 != new.sha256
+    assert read_report(store, DAY)["sha256"] == new.sha256
+    assert len(snapshot(store)["data"]) == new.rows_kept == new.rows_read
+    assert snapshot(store)["quarantine"].empty
+
+
+def test_skip_unchanged_returns_the_stored_report(day_v1: Path, tmp_path: Path, dask_cluster_client) -> None:
+    store = tmp_path / "store"
+    ingest_file(day_v1, store, dask_cluster_client)
+    skipped = ingest_file(day_v1, store, dask_cluster_client, skip_unchanged=True)
+    assert skipped.status == "skipped" and skipped.rows_quarantined == 2
+
+
+def stage_new_version(path: Path, store: Path, client: Client):
+    """Everything ingest does before its commit point."""
+    scan = scan_file(path)
+    day = resolve_day(path, scan, None)
+    stage = new_stage(store, day)
+    stats = write_partitions(plan_blocks(scan, day), stage, client)
+    build_report(scan, day, stats, read_report(store, day), time.perf_counter())
+    return stage
+
+
+def test_crash_before_the_commit_point_keeps_the_old_day(
+    day_v1, day_v2, tmp_path: Path, dask_cluster_client
+) -> None:
+    store = tmp_path / "store"
+    old = ingest_file(day_v1, store, dask_cluster_client)
+    before = snapshot(store)
+    stage_new_version(day_v2, store, dask_cluster_client)  # ... and the process dies here
+    assert_same(before, snapshot(store))
+    recover_store(store)
+    assert_same(before, snapshot(store))
+    assert read_report(store, DAY)["sha256"] == old.sha256
+    assert not list((store / STAGING_DIR).iterdir())
+
+
+@pytest.mark.parametrize("moved", [0, 1])
+def test_crash_after_the_commit_point_rolls_forward(
+    day_v1, day_v2, tmp_path: Path, dask_cluster_client, moved
+) -> None:
+    store = tmp_path / "store"
+    ingest_file(day_v1, store, dask_cluster_client)
+    expected = tmp_path / "expected"
+    ingest_file(day_v2, expected, dask_cluster_client)
+    stage = stage_new_version(day_v2, store, dask_cluster_client)
+    (stage.data / "_report.json").write_text((day_dir(expected, DAY) / "_report.json").read_text())
+    write_journal(store, DAY, stage)
+    if moved:  # the process died between the renames: the live data already in the trash
+        os.rename(day_dir(store, DAY), store / "gone")
+    recover_store(store)
+    assert_same(snapshot(expected), snapshot(store))
+    assert not list((store / JOURNAL_DIR).iterdir())
+
+
+def test_a_killed_ingest_leaves_one_whole_version(day_v1: Path, tmp_path: Path, dask_cluster_client) -> None:
+    """A real crash: SIGKILL an ingest process while it writes the new version."""
+    store = tmp_path / "store"
+    ingest_file(day_v1, store, dask_cluster_client)
+    before = snapshot(store)
+    big = tmp_path / "big" / NAME
+    big.parent.mkdir()
+    body = day_v1.read_bytes().split(b"\n", 1)[1]
+    big.write_bytes(day_v1.read_bytes() + body * 300)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    address = dask_cluster_client.scheduler.address
+    code = (
+        "from pathlib import Path\nfrom distributed import Client\nfrom tasks.ingest import ingest_file\n"
+        f"ingest_file(Path({str(big)!r}), Path({str(store)!r}), Client({address!r}), blocksize=1 << 16)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO)
+    deadline = time.monotonic() + 60
+    while not any((store / STAGING_DIR).glob("*/data/part-*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert any((store / STAGING_DIR).glob("*")), "the kill should land while the new version is staged"
+    recover_store(store)
+    assert_same(before, snapshot(store))
