@@ -1,5 +1,10 @@
-"""The `nad` command line."""
+"""The `nad` command line.
 
+Heavy modules (TensorFlow, Dask, Prefect) are imported inside the commands: Dask's worker
+processes start by importing this entry point again, and should not pay for them.
+"""
+
+import os
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -9,9 +14,9 @@ import typer
 
 from schemas.firewall import CLASS_NAMES
 from schemas.generation import TrafficConfig, get_preset
-from tasks.cluster import DASK_ADDRESS_ENV, dask_client
-from tasks.generate import DaySummary, generate_dataset
-from tasks.ingest import ingest_files
+from schemas.runtime import DASK_ADDRESS_ENV
+
+QUIET_DEFAULTS = {"TF_CPP_MIN_LOG_LEVEL": "2", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 app = typer.Typer(
     help="nad-fusion: network anomaly detection on firewall logs.",
@@ -64,6 +69,8 @@ def generate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing.")] = False,
 ) -> None:
     """Generate ZYELL-format firewall days: labelled training days, unlabelled test days plus truth."""
+    from tasks.generate import generate_dataset
+
     traffic = TrafficConfig() if label_noise is None else TrafficConfig(label_noise=label_noise)
     plan = get_preset(preset.value, traffic)
     if dry_run:
@@ -74,7 +81,7 @@ def generate(
         typer.echo(f"plan of preset {plan.name} (before label noise of {traffic.label_noise:.1%}):")
         typer.echo(format_counts_table(rows))
         return
-    summaries: list[DaySummary] = generate_dataset(plan, seed, out)
+    summaries = generate_dataset(plan, seed, out)
     typer.echo(f"wrote {len(summaries)} days of preset {plan.name} (seed {seed}) to {out}/")
     typer.echo(format_counts_table([(s.file, s.split, s.rows, s.class_counts) for s in summaries]))
     typer.echo(f"test-day labels are in {out}/truth/; the manifest is {out}/manifest.json")
@@ -99,6 +106,9 @@ def ingest(
     dask_address: DaskOption = None,
 ) -> None:
     """Validate day files and write them to the store; bad rows go to quarantine with the reason."""
+    from tasks.cluster import dask_client
+    from tasks.ingest import ingest_files
+
     if day is not None and len(files) > 1:
         raise typer.BadParameter("--day applies to a single file", param_hint="--day")
     the_day = date.fromisoformat(day) if day else None
@@ -140,7 +150,42 @@ def backfill(
         )
 
 
+def parse_days(text: str | None) -> list[date] | None:
+    if not text:
+        return None
+    try:
+        return [date.fromisoformat(part.strip()) for part in text.split(",")]
+    except ValueError as error:
+        raise typer.BadParameter(
+            f"{text!r}: give days as YYYY-MM-DD[,YYYY-MM-DD...]", param_hint="--days"
+        ) from error
+
+
+@app.command()
+def train(
+    store: StoreOption,
+    days: Annotated[str | None, typer.Option(help="YYYY-MM-DD,... (default: every labelled day).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="A TrainConfig JSON file (default: the paper's).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where splits, preprocessing and runs go.")] = Path("artifacts"),
+    dask_address: DaskOption = None,
+) -> None:
+    """Prefect flow: split, preprocess, train the three nets side by side, save both predictors."""
+    from flows.train import train as train_flow
+    from schemas.training import TrainConfig
+
+    summary = train_flow(store, parse_days(days), TrainConfig.from_file(config), out, dask_address)
+    typer.echo(f"run folder: {summary['run_dir']}")
+    for name, net in summary["nets"].items():
+        typer.echo(f"  {name:8s} {net['epochs_run']:4d} epochs  {net['seconds']:8.1f} s  ({net['path']})")
+    for name, folder in summary["predictors"].items():
+        typer.echo(f"  predictor {name}: {folder}")
+
+
 def main() -> None:
+    for name, value in QUIET_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     app()
 
 

@@ -1,0 +1,64 @@
+"""Training flow: split, preprocessing, the three nets side by side, and both predictors."""
+
+import json
+from datetime import date, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from schemas.training import TrainConfig
+from tasks.cluster import dask_client
+from tasks.fusion import assemble_predictors_task
+from tasks.preprocess import fit_preprocessing_task
+from tasks.split import split_store_task
+from tasks.train import NETS, configure_tensorflow, train_net_task
+
+
+@flow(name="train")
+def train(
+    store: Path,
+    days: list[date] | None = None,
+    config: TrainConfig | None = None,
+    out: Path = Path("artifacts"),
+    dask_address: str | None = None,
+) -> dict:
+    """Train the paper's nets on the chosen days of the store; return where everything went.
+
+    The split and the preprocessing are content-addressed by the days' sha256s and the
+    config, so a re-run after a crash reuses them.
+    """
+    config = config or TrainConfig()
+    logger = get_run_logger()
+    configure_tensorflow()
+    with dask_client(dask_address) as client:
+        split = split_store_task(
+            Path(store), days, config.split, Path(out) / "splits", client.scheduler.address
+        )
+        prep_dir = fit_preprocessing_task(
+            split.files("train"), config.clip, Path(out) / "preprocessing" / f"{split.key}-clip{config.clip:g}",
+            client.scheduler.address,
+        )  # fmt: skip
+    logger.info("split %s (%s): %s", split.key, "reused" if split.reused else "new", split.counts)
+    run_dir = Path(out) / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    if config.parallel:
+        futures = {name: train_net_task.submit(name, split, prep_dir, config, run_dir) for name in NETS}
+        trained = {name: future.result() for name, future in futures.items()}
+    else:
+        trained = {name: train_net_task(name, split, prep_dir, config, run_dir) for name in NETS}
+    predictors = assemble_predictors_task(
+        {n: t.path for n, t in trained.items()}, prep_dir, config.threshold, run_dir
+    )
+    summary = {
+        "run_dir": str(run_dir),
+        "split": split.folder,
+        "preprocessing": str(prep_dir),
+        "predictors": predictors,
+        "nets": {
+            name: {k: v for k, v in t.__dict__.items() if k != "history"} for name, t in trained.items()
+        },
+        "config": config.model_dump(mode="json"),
+    }
+    (run_dir / "training.json").write_text(
+        json.dumps({**summary, "history": {n: t.history for n, t in trained.items()}}, indent=2)
+    )
+    return summary

@@ -1,0 +1,223 @@
+"""Exact, stratified, hash-based train/validation/test split of the store, out-of-core.
+
+Every row gets a key: a 64-bit hash of (seed, day, line). Within each class, rows are ranked
+by key; the lowest-ranked `round(0.2 n)` go to test, the next `round(0.2 (n - n_test))` to
+validation and the rest to train. So each split holds its share of every class to within one
+row, the assignment of a row depends only on the seed, its day, its line and the class sizes,
+and re-running gives the same split. Only (class, key) pairs are gathered to find the
+per-class thresholds (9 bytes a row); the rows themselves are written partition by partition.
+"""
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from distributed import Client
+from prefect import task
+
+from schemas.firewall import CLASS_NAMES, LABEL_COLUMN, NORMAL, SCHEMA_VERSION
+from schemas.training import SplitConfig
+from tasks.ingest import LINE_COLUMN
+from tasks.preprocess import encode_features
+from tasks.store import day_dir, read_report, stored_days
+
+SPLITS = ("train", "validation", "test")
+ATTACK_SPLITS = ("train_attack", "validation_attack")
+SPLIT_MANIFEST = "split.json"
+DONE_MARKER = "_SUCCESS"
+ROW_GROUP_ROWS = 65_536
+SPLIT_CODE_VERSION = 1
+
+
+class SplitError(ValueError):
+    """The chosen days cannot be split as asked."""
+
+
+@dataclass(frozen=True)
+class StorePart:
+    """One Parquet file of one stored day: a partition."""
+
+    day: date
+    path: str
+
+
+def select_store_parts(store: Path, days: list[date] | None) -> tuple[list[StorePart], dict[str, str]]:
+    """The part files of the chosen (default: all labelled) days, and each day's source sha256."""
+    chosen = days or [d for d in stored_days(store) if read_report(store, d)["classes"]]
+    parts, hashes = [], {}
+    for day in chosen:
+        report = read_report(store, day)
+        if report is None:
+            raise SplitError(f"day {day} is not in the store {store}")
+        if not report["classes"]:
+            raise SplitError(f"day {day} has no labels; it can be scored but not trained on")
+        hashes[day.isoformat()] = report["sha256"]
+        parts += [StorePart(day, str(p)) for p in sorted(day_dir(store, day).glob("part-*.parquet"))]
+    if not parts:
+        raise SplitError(f"no labelled days to split in {store}")
+    return parts, hashes
+
+
+def row_keys(seed: int, day: date, lines: np.ndarray) -> np.ndarray:
+    """A 64-bit hash (splitmix64 finaliser) of (seed, day, line) for every row."""
+    with np.errstate(over="ignore"):
+        x = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(day.toordinal()) * np.uint64(
+            0xBF58476D1CE4E5B9
+        )
+        z = lines.astype(np.uint64) + x
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def label_codes(labels: pd.Series) -> np.ndarray:
+    return pd.Categorical(labels, categories=CLASS_NAMES).codes.astype(np.int8)
+
+
+def read_keys(part: StorePart, seed: int) -> pd.DataFrame:
+    table = pq.read_table(part.path, columns=[LABEL_COLUMN, LINE_COLUMN]).to_pandas()
+    return pd.DataFrame(
+        {
+            "label": label_codes(table[LABEL_COLUMN]),
+            "key": row_keys(seed, part.day, table[LINE_COLUMN].to_numpy()),
+        }
+    )
+
+
+def split_sizes(count: int, cfg: SplitConfig) -> tuple[int, int, int]:
+    """(train, validation, test) rows of a class of `count` rows."""
+    test = round(cfg.test_fraction * count)
+    validation = round(cfg.validation_fraction * (count - test))
+    return count - test - validation, validation, test
+
+
+def class_thresholds(labels: np.ndarray, keys: np.ndarray, cfg: SplitConfig) -> dict[int, tuple[int, int]]:
+    """Per class code: the largest test key and the largest validation key."""
+    thresholds = {}
+    for code, name in enumerate(CLASS_NAMES):
+        class_keys = keys[labels == code]
+        sizes = split_sizes(len(class_keys), cfg)
+        if min(sizes) < 1:
+            raise SplitError(
+                f"class {name!r} has {len(class_keys)} rows, too few for a row in each of train, "
+                f"validation and test (it would get {sizes})"
+            )
+        _, validation, test = sizes
+        ordered = np.partition(class_keys, [test - 1, test + validation - 1])
+        thresholds[code] = (int(ordered[test - 1]), int(ordered[test + validation - 1]))
+    return thresholds
+
+
+def assign_splits(labels: np.ndarray, keys: np.ndarray, thresholds: dict[int, tuple[int, int]]) -> np.ndarray:
+    """0 train, 1 validation, 2 test, for every row."""
+    test_max = np.array([thresholds[c][0] for c in range(len(CLASS_NAMES))], dtype=np.uint64)[labels]
+    validation_max = np.array([thresholds[c][1] for c in range(len(CLASS_NAMES))], dtype=np.uint64)[labels]
+    return np.where(keys <= test_max, 2, np.where(keys <= validation_max, 1, 0)).astype(np.int8)
+
+
+def write_split_part(
+    part: StorePart, number: int, seed: int, thresholds: dict[int, tuple[int, int]], out_dir: Path
+) -> pd.DataFrame:
+    """Encode one store part and write its rows to their splits; return counts per split and class."""
+    frame = pq.read_table(part.path).to_pandas()
+    labels = label_codes(frame[LABEL_COLUMN])
+    splits = assign_splits(labels, row_keys(seed, part.day, frame[LINE_COLUMN].to_numpy()), thresholds)
+    rows = encode_features(frame)
+    rows["label"] = labels
+    rows["day"] = np.int32(part.day.toordinal())
+    rows[LINE_COLUMN] = frame[LINE_COLUMN].to_numpy(dtype=np.int64)
+    attack = labels != CLASS_NAMES.index(NORMAL)
+    name = f"part-{number:05d}.parquet"
+    for index, split in enumerate(SPLITS):
+        mask = splits == index
+        rows[mask].to_parquet(out_dir / split / name, index=False, row_group_size=ROW_GROUP_ROWS)
+        if index < len(ATTACK_SPLITS):
+            rows[mask & attack].to_parquet(
+                out_dir / ATTACK_SPLITS[index] / name, index=False, row_group_size=ROW_GROUP_ROWS
+            )
+    counts = pd.crosstab(splits, labels).reindex(
+        index=range(3), columns=range(len(CLASS_NAMES)), fill_value=0
+    )
+    return pd.DataFrame(counts.to_numpy(), columns=list(CLASS_NAMES)).assign(split=list(SPLITS))
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """Where the splits are, and what they hold."""
+
+    folder: str
+    key: str
+    days: dict[str, str]  # day -> sha256 of its source file
+    counts: dict[str, dict[str, int]]  # split -> class -> rows
+    reused: bool = False
+
+    def files(self, split: str) -> list[str]:
+        return sorted(str(p) for p in (Path(self.folder) / split).glob("part-*.parquet"))
+
+
+def split_key(hashes: dict[str, str], cfg: SplitConfig) -> str:
+    """Content address of a split: the days' file hashes, the config and the code version."""
+    material = json.dumps(
+        {"days": hashes, "config": cfg.model_dump(), "schema": SCHEMA_VERSION, "code": SPLIT_CODE_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def split_store(
+    store: Path, days: list[date] | None, cfg: SplitConfig, out_root: Path, client: Client
+) -> SplitResult:
+    """Split the chosen days into train/validation/test folders under `out_root`, or reuse them.
+
+    A finished split of the same days (same sha256s) and config is reused as it is.
+    """
+    parts, hashes = select_store_parts(store, days)
+    key = split_key(hashes, cfg)
+    folder = out_root / f"split-{key}"
+    if (folder / DONE_MARKER).exists():
+        manifest = json.loads((folder / SPLIT_MANIFEST).read_text())
+        manifest.pop("thresholds")
+        return SplitResult(**manifest, reused=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    for split in (*SPLITS, *ATTACK_SPLITS):
+        (folder / split).mkdir(parents=True)
+    meta = pd.DataFrame({"label": pd.Series(dtype="int8"), "key": pd.Series(dtype="uint64")})
+    pairs = client.compute(dd.from_map(read_keys, parts, seed=cfg.seed, meta=meta), sync=True)
+    thresholds = class_thresholds(pairs["label"].to_numpy(), pairs["key"].to_numpy(), cfg)
+    del pairs
+    stats_meta = pd.DataFrame(
+        {**{c: pd.Series(dtype="int64") for c in CLASS_NAMES}, "split": pd.Series(dtype="str")}
+    )
+    writes = dd.from_map(
+        write_split_part,
+        parts,
+        range(len(parts)),
+        seed=cfg.seed,
+        thresholds=thresholds,
+        out_dir=folder,
+        meta=stats_meta,
+    )
+    totals = client.compute(writes, sync=True).groupby("split").sum()
+    counts = {split: {c: int(totals.loc[split, c]) for c in CLASS_NAMES} for split in SPLITS}
+    result = SplitResult(folder=str(folder), key=key, days=hashes, counts=counts)
+    manifest = {**asdict(result), "thresholds": {CLASS_NAMES[c]: list(t) for c, t in thresholds.items()}}
+    manifest.pop("reused")
+    (folder / SPLIT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (folder / DONE_MARKER).touch()
+    return result
+
+
+@task(name="split", retries=1, retry_delay_seconds=2)
+def split_store_task(
+    store: Path, days: list[date] | None, cfg: SplitConfig, out_root: Path, dask_address: str
+) -> SplitResult:
+    """Prefect task: the split, reused when the days and the config are unchanged."""
+    with Client(dask_address, set_as_default=False) as client:
+        return split_store(store, days, cfg, out_root, client)

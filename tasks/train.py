@@ -1,0 +1,265 @@
+"""The three nets of the paper: one dense builder, streamed training data, class weights.
+
+- binary: Normal (0) or attack (1), sigmoid output, binary cross-entropy;
+- attack: the four attack classes, trained on attack rows only, softmax, categorical
+  cross-entropy (integer targets);
+- baseline: all five classes, softmax, categorical cross-entropy.
+
+Training data streams from the split's Parquet files, a few row groups at a time, in an order
+shuffled anew every epoch; the whole training set is never in memory.
+"""
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pyarrow.parquet as pq
+import tensorflow as tf
+from prefect import task
+from prefect.exceptions import MissingContextError
+
+from schemas.firewall import ATTACK_NAMES, CLASS_NAMES, FEATURE_COLUMNS
+from schemas.training import TrainConfig
+from tasks.preprocess import Preprocessing
+from tasks.split import SplitResult
+
+ROW_GROUPS_PER_SHUFFLE = 4
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """What distinguishes one of the three nets."""
+
+    name: str
+    classes: tuple[str, ...]  # class names of the outputs (binary: Normal, attack)
+    train_split: str
+    validation_split: str
+    seed_offset: int
+
+    @property
+    def outputs(self) -> int:
+        return 1 if len(self.classes) == 2 else len(self.classes)
+
+    def targets(self, labels: np.ndarray) -> np.ndarray:
+        """The net's targets for label codes (CLASS_NAMES indices)."""
+        if self.name == "binary":
+            return (labels != 0).astype(np.float32)
+        if self.name == "attack":
+            return (labels - 1).astype(np.int32)
+        return labels.astype(np.int32)
+
+    def class_counts(self, split_counts: dict[str, int]) -> list[int]:
+        """Rows per output class in one split, from its per-class counts."""
+        if self.name == "binary":
+            normal = split_counts["Normal"]
+            return [normal, sum(split_counts.values()) - normal]
+        return [split_counts[name] for name in self.classes]
+
+
+NETS: dict[str, NetSpec] = {
+    "binary": NetSpec("binary", ("Normal", "attack"), "train", "validation", 1),
+    "attack": NetSpec("attack", ATTACK_NAMES, "train_attack", "validation_attack", 2),
+    "baseline": NetSpec("baseline", CLASS_NAMES, "train", "validation", 3),
+}
+
+
+def class_weights(counts: list[int]) -> dict[int, float]:
+    """The paper's weights: w_i = total / (count_i x n_classes)."""
+    total = sum(counts)
+    return {i: total / (count * len(counts)) for i, count in enumerate(counts)}
+
+
+def configure_tensorflow(threads: int | None = None) -> None:
+    """One intra-op pool the size of the machine, shared by the nets trained side by side.
+
+    TensorFlow's pools are per process, so three nets trained in threads share `threads`
+    cores instead of each taking all of them. Must run before TensorFlow's first op.
+    """
+    threads = threads or os.cpu_count() or 1
+    tf.get_logger().setLevel("ERROR")  # retracing notes from three nets tracing at once
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        logging.getLogger(__name__).debug("TensorFlow already initialised; thread pools unchanged")
+
+
+def build_net(spec: NetSpec, config: TrainConfig) -> keras.Model:
+    """The dense net shared by all three: 17 -> hidden layers (ReLU, dropout) -> outputs."""
+    seed = config.seed * 100 + spec.seed_offset
+    inputs = keras.Input(shape=(len(FEATURE_COLUMNS),), name="features")
+    x = inputs
+    for index, units in enumerate(config.hidden_units):
+        x = keras.layers.Dense(
+            units, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed=seed + index)
+        )(x)
+        if config.dropout:
+            x = keras.layers.Dropout(config.dropout, seed=seed + 50 + index)(x)
+    binary = spec.outputs == 1
+    init = keras.initializers.GlorotUniform(seed=seed + 99)
+    outputs = keras.layers.Dense(
+        spec.outputs, activation="sigmoid" if binary else "softmax", kernel_initializer=init
+    )(x)
+    model = keras.Model(inputs, outputs, name=spec.name)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+    )
+    return model
+
+
+def iterate_batches(
+    files: list[str], spec: NetSpec, prep: Preprocessing, batch_size: int, rng: np.random.Generator | None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Scaled (features, targets) batches from Parquet row groups.
+
+    With `rng`, files and row groups come in a random order and rows are shuffled within
+    windows of ROW_GROUPS_PER_SHUFFLE row groups; without it, in stored order.
+    """
+    groups = [(path, g) for path in files for g in range(pq.ParquetFile(path).num_row_groups)]
+    if rng is not None:
+        groups = [groups[i] for i in rng.permutation(len(groups))]
+    columns = [*FEATURE_COLUMNS, "label"]
+    carry_x, carry_y = np.empty((0, len(FEATURE_COLUMNS)), np.float32), np.empty(0, np.float32)
+    for start in range(0, len(groups), ROW_GROUPS_PER_SHUFFLE):
+        window = [
+            pq.ParquetFile(p).read_row_group(g, columns=columns)
+            for p, g in groups[start : start + ROW_GROUPS_PER_SHUFFLE]
+        ]
+        x = np.concatenate(
+            [np.column_stack([t[c].to_numpy() for c in FEATURE_COLUMNS]) for t in window if t.num_rows]
+        )
+        y = np.concatenate([spec.targets(t["label"].to_numpy()) for t in window if t.num_rows])
+        if rng is not None:
+            order = rng.permutation(len(y))
+            x, y = x[order], y[order]
+        x, y = np.concatenate([carry_x, prep.transform(x)]), np.concatenate([carry_y.astype(y.dtype), y])
+        full = len(y) - len(y) % batch_size
+        for lo in range(0, full, batch_size):
+            yield x[lo : lo + batch_size], y[lo : lo + batch_size]
+        carry_x, carry_y = x[full:], y[full:]
+    if len(carry_y):
+        yield carry_x, carry_y
+
+
+def make_dataset(
+    files: list[str], spec: NetSpec, prep: Preprocessing, batch_size: int, seed: int | None
+) -> tf.data.Dataset:
+    """A tf.data pipeline over `iterate_batches`; each epoch draws a new order from `seed`."""
+    epochs = iter(range(1_000_000))
+    target = tf.float32 if spec.outputs == 1 else tf.int32
+
+    def generate() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        rng = None if seed is None else np.random.default_rng([seed, next(epochs)])
+        yield from iterate_batches(files, spec, prep, batch_size, rng)
+
+    signature = (tf.TensorSpec((None, len(FEATURE_COLUMNS)), tf.float32), tf.TensorSpec((None,), target))
+    batches = -(-sum(pq.ParquetFile(path).metadata.num_rows for path in files) // batch_size)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(2)
+
+
+def progress_logger() -> logging.Logger | logging.LoggerAdapter:
+    from prefect import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("nad.train")
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One log line per epoch, so long trainings are never silent."""
+
+    def __init__(self, name: str, epochs: int) -> None:
+        super().__init__()
+        self.name, self.epochs, self.logger = name, epochs, progress_logger()
+        self.started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        metrics = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+        self.logger.info(
+            "%s epoch %d/%d: %s (%.1f s)",
+            self.name,
+            epoch + 1,
+            self.epochs,
+            metrics,
+            time.perf_counter() - self.started,
+        )
+
+
+@dataclass(frozen=True)
+class TrainedNet:
+    """A trained net on disk, with its history and timings."""
+
+    name: str
+    path: str
+    epochs_run: int
+    seconds: float
+    train_rows: int
+    class_weights: dict[int, float]
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.train_rows * self.epochs_run / self.seconds
+
+
+def train_net(
+    name: str, split: SplitResult, prep: Preprocessing, config: TrainConfig, out_dir: Path
+) -> TrainedNet:
+    """Train one of the three nets on the split and save it as `out_dir/<name>.keras`."""
+    spec = NETS[name]
+    epochs = getattr(config, name).epochs
+    counts = spec.class_counts(split.counts["train"])
+    weights = class_weights(counts)
+    model = build_net(spec, config)
+    seed = config.seed * 100 + spec.seed_offset
+    train = make_dataset(split.files(spec.train_split), spec, prep, config.batch_size, seed)
+    validation = make_dataset(split.files(spec.validation_split), spec, prep, config.batch_size, None)
+    callbacks: list[keras.callbacks.Callback] = [EpochLog(name, epochs)]
+    if config.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True)
+        )
+    started = time.perf_counter()
+    history = model.fit(
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        class_weight=weights,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=0,
+    )
+    seconds = time.perf_counter() - started
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.keras"
+    model.save(path)
+    return TrainedNet(
+        name=name,
+        path=str(path),
+        epochs_run=len(history.history["loss"]),
+        seconds=round(seconds, 3),
+        train_rows=sum(counts),
+        class_weights=weights,
+        history={k: [float(v) for v in values] for k, values in history.history.items()},
+    )
+
+
+@task(name="train-net", task_run_name="train-{name}")
+def train_net_task(
+    name: str, split: SplitResult, prep_dir: Path, config: TrainConfig, out_dir: Path
+) -> TrainedNet:
+    """Prefect task: one net; the three run side by side on one shared TensorFlow pool."""
+    return train_net(name, split, Preprocessing.load(prep_dir), config, out_dir)
