@@ -34,10 +34,10 @@ def train(
         split = split_store_task(
             Path(store), days, config.split, Path(out) / "splits", client.scheduler.address
         )
+        prep_folder = Path(out) / "preprocessing" / f"{split.key}-clip{config.clip:g}"
         prep_dir = fit_preprocessing_task(
-            split.files("train"), config.clip, Path(out) / "preprocessing" / f"{split.key}-clip{config.clip:g}",
-            client.scheduler.address,
-        )  # fmt: skip
+            split.files("train"), config.clip, prep_folder, client.scheduler.address
+        )
     logger.info("split %s (%s): %s", split.key, "reused" if split.reused else "new", split.counts)
     run_dir = Path(out) / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     if config.parallel:
