@@ -1,6 +1,7 @@
 """Training flow: split, preprocessing, the three nets side by side, and both predictors."""
 
 import json
+from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
 
@@ -8,9 +9,11 @@ from prefect import flow, get_run_logger
 
 from schemas.training import TrainConfig
 from tasks.cluster import dask_client
+from tasks.evaluate import evaluate_predictors_task
 from tasks.fusion import assemble_predictors_task
 from tasks.preprocess import fit_preprocessing_task
 from tasks.split import split_store_task
+from tasks.tracking import track_and_register_task
 from tasks.train import NETS, configure_tensorflow, train_net_task
 
 
@@ -48,17 +51,23 @@ def train(
     predictors = assemble_predictors_task(
         {n: t.path for n, t in trained.items()}, prep_dir, config.threshold, run_dir
     )
-    summary = {
+    evaluations = evaluate_predictors_task(predictors, split)
+    training = {
         "run_dir": str(run_dir),
         "split": split.folder,
+        "split_result": asdict(split),
         "preprocessing": str(prep_dir),
         "predictors": predictors,
-        "nets": {
-            name: {k: v for k, v in t.__dict__.items() if k != "history"} for name, t in trained.items()
-        },
+        "nets": {name: {k: v for k, v in asdict(t).items() if k != "history"} for name, t in trained.items()},
+        "history": {name: t.history for name, t in trained.items()},
         "config": config.model_dump(mode="json"),
     }
-    (run_dir / "training.json").write_text(
-        json.dumps({**summary, "history": {n: t.history for n, t in trained.items()}}, indent=2)
+    (run_dir / "training.json").write_text(json.dumps({**training, "evaluations": evaluations}, indent=2))
+    tracking = track_and_register_task(training, evaluations, str(store))
+    logger.info(
+        "MLflow run %s, model version %s: %s",
+        tracking["run_id"],
+        tracking["version"],
+        tracking["gate.decision"],
     )
-    return summary
+    return {**training, "evaluations": evaluations, "tracking": tracking}

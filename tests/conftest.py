@@ -1,5 +1,6 @@
 """Shared fixtures: small generated data sets, made once per session."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,3 +38,17 @@ def prefect_harness() -> Iterator[None]:
     """Real Prefect flows against a temporary local server, started once."""
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MLflow store (SQLite plus artifacts) in a temporary folder, for the whole session."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    yield uri
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous

@@ -1,0 +1,181 @@
+"""MLflow tracking, the registry's champion gate, the pyfunc, and serving it over HTTP."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from schemas.firewall import CLASS_NAMES, UNLABELLED_COLUMNS
+from schemas.training import NetConfig, TrainConfig
+from tasks.ingest import ingest_files
+from tasks.tracking import CHAMPION, GATE_METRIC, MODEL_NAME, champion_gate, configure_mlflow
+
+QUICK = TrainConfig(
+    binary=NetConfig(epochs=2), attack=NetConfig(epochs=3), baseline=NetConfig(epochs=2), batch_size=256
+)
+TRAIN_DAYS = ["1203_firewall.csv", "1210_firewall.csv", "1216_firewall.csv"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dir: Path, tiny_days, tmp_path_factory, dask_cluster_client, prefect_harness) -> dict:
+    from flows.train import train
+
+    store = tmp_path_factory.mktemp("store")
+    assert all(o.report for o in ingest_files([tiny_dir / n for n in TRAIN_DAYS], store, dask_cluster_client))
+    return train(store, None, QUICK, tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="module")
+def raw_rows(tiny_dir: Path, tiny_days) -> pd.DataFrame:
+    return pd.read_csv(tiny_dir / "0124_firewall.csv").head(40)
+
+
+def test_parent_run_holds_config_data_counts_and_metrics(trained: dict) -> None:
+    run = MlflowClient().get_run(trained["tracking"]["run_id"])
+    params, metrics = run.data.params, run.data.metrics
+    assert params["config.binary.epochs"] == "2" and params["config.learning_rate"] == "0.0001"
+    assert params["data.day.2020-12-03"] == trained["split_result"]["days"]["2020-12-03"]
+    assert (
+        int(params["rows.train.Probing-Nmap"]) == trained["split_result"]["counts"]["train"]["Probing-Nmap"]
+    )
+    assert float(params["class_weight.binary.1"]) > float(params["class_weight.binary.0"])
+    assert len(params["git_commit"]) in (40, 7) or params["git_commit"] == "unknown"
+    for split in ("validation", "test"):
+        for model in ("fusion", "baseline"):
+            for metric in ("precision", "recall", "f1", "fbeta", "far", "cost", "criterion"):
+                assert f"{split}.{model}.{metric}" in metrics
+    assert metrics["test.fusion.criterion"] == pytest.approx(
+        trained["evaluations"]["test"]["fusion"]["criterion"]
+    )
+
+
+def test_each_net_has_a_nested_run_with_epoch_curves(trained: dict) -> None:
+    client = MlflowClient()
+    parent = client.get_run(trained["tracking"]["run_id"])
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(r.data.params["net"] for r in children) == ["attack", "baseline", "binary"]
+    attack = next(r for r in children if r.data.params["net"] == "attack")
+    losses = client.get_metric_history(attack.info.run_id, "loss")
+    assert [m.step for m in losses] == [1, 2, 3]
+    assert len(client.get_metric_history(attack.info.run_id, "val_loss")) == 3
+
+
+def test_artifacts_are_logged(trained: dict) -> None:
+    client = MlflowClient()
+    run_id = trained["tracking"]["run_id"]
+    names = {a.path for a in client.list_artifacts(run_id, "evaluation")}
+    for expected in (
+        "evaluation/confusion-test-fusion-counts.png",
+        "evaluation/confusion-test-baseline-normalised.png",
+        "evaluation/per-class-test-fusion.md",
+        "evaluation/fusion-vs-baseline.md",
+        "evaluation/training-curves.png",
+    ):
+        assert expected in names
+    assert "preprocessing.json" in {a.path for a in client.list_artifacts(run_id)}
+    table = Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/fusion-vs-baseline.md")
+    )
+    assert "| test | criterion |" in table.read_text()
+
+
+def test_model_is_registered_and_first_version_is_champion(trained: dict) -> None:
+    client = MlflowClient()
+    version = client.get_model_version(MODEL_NAME, trained["tracking"]["version"])
+    assert version.run_id == trained["tracking"]["run_id"]
+    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    assert trained["tracking"]["gate.decision"] in ("promoted", "kept")
+    if trained["tracking"]["gate.decision"] == "promoted":
+        assert champion.version == version.version
+    assert client.get_run(version.run_id).data.tags["gate.decision"] == trained["tracking"]["gate.decision"]
+
+
+def test_pyfunc_predicts_class_names_from_raw_rows(trained: dict, raw_rows: pd.DataFrame) -> None:
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{trained['tracking']['version']}")
+    predictions = model.predict(raw_rows[list(UNLABELLED_COLUMNS)].astype({"duration": "float64"}))
+    assert len(predictions) == len(raw_rows) and set(predictions) <= set(CLASS_NAMES)
+    inputs = [c.name for c in model.metadata.get_input_schema().inputs]
+    assert inputs == list(UNLABELLED_COLUMNS)
+
+
+def fake_run(metric: float) -> str:
+    configure_mlflow()
+    with mlflow.start_run() as run:
+        mlflow.log_metric(GATE_METRIC, metric)
+    return run.info.run_id
+
+
+def test_champion_gate_keeps_a_better_champion_and_takes_a_better_challenger(tmp_path: Path) -> None:
+    client = MlflowClient()
+    name = "gate-test"
+    client.create_registered_model(name)
+
+    def register(metric: float) -> tuple[str, str]:
+        run_id = fake_run(metric)
+        return run_id, client.create_model_version(name, str(tmp_path), run_id=run_id).version
+
+    first = register(0.40)
+    assert champion_gate(*first, model_name=name)["gate.decision"] == "promoted"
+    worse = register(0.35)
+    decision = champion_gate(*worse, model_name=name)
+    assert decision["gate.decision"] == "kept" and decision["gate.champion_criterion"] == 0.40
+    assert client.get_model_version_by_alias(name, CHAMPION).version == first[1]
+    assert client.get_run(worse[0]).data.tags["gate.decision"] == "kept"
+    better = register(0.45)
+    assert champion_gate(*better, model_name=name)["gate.decision"] == "promoted"
+    assert client.get_model_version_by_alias(name, CHAMPION).version == better[1]
+    equal = register(0.45)
+    assert champion_gate(*equal, model_name=name)["gate.decision"] == "promoted"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_served_champion_answers_invocations(trained: dict, raw_rows: pd.DataFrame, tmp_path: Path) -> None:
+    port = free_port()
+    mlflow_cli = str(Path(sys.executable).parent / "mlflow")
+    # mlflow starts `uvicorn` by name, so the environment's bin folder must be on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": path}
+    server = subprocess.Popen(
+        [mlflow_cli, "models", "serve", "-m", f"models:/{MODEL_NAME}@{CHAMPION}", "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        rows = raw_rows[list(UNLABELLED_COLUMNS)].astype({"duration": "float64"})
+        body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            predictions = json.loads(answer.read())["predictions"]
+        assert len(predictions) == len(rows)
+        assert {p["pred_label"] if isinstance(p, dict) else p for p in predictions} <= set(CLASS_NAMES)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
