@@ -183,6 +183,57 @@ def train(
         typer.echo(f"  predictor {name}: {folder}")
 
 
+@app.command()
+def score(
+    files: Annotated[list[Path], typer.Argument(help="Day files to score, MMDD_firewall.csv.")],
+    out: Annotated[Path, typer.Option(help="Folder for predictions, quarantine and summaries.")],
+    model: Annotated[
+        str, typer.Option(help="A predictor folder or an MLflow model URI.")
+    ] = "models:/nad-fusion@champion",
+    truth: Annotated[
+        Path | None, typer.Option(help="Folder of truth files with the same names (else: a label column).")
+    ] = None,
+) -> None:
+    """Validate and score day files chunk by chunk; with labels, also compute and log the metrics."""
+    from tasks.score import resolve_predictor, score_file
+    from tasks.tracking import HEADLINE, log_evaluation_run
+
+    predictor = resolve_predictor(model)
+    for path in files:
+        truth_file = truth / path.name if truth and (truth / path.name).exists() else None
+        report = score_file(path, predictor, out, truth_file, model)
+        predicted = ", ".join(f"{k} {v:,}" for k, v in report.predicted.items() if v)
+        typer.echo(
+            f"{path.name}: read {report.rows_read:,} = kept {report.rows_kept:,} + quarantined "
+            f"{report.rows_quarantined:,}; predicted {predicted}; {report.rows_per_second:,.0f} rows/s"
+        )
+        if report.metrics:
+            figures = {f"score.{predictor.kind}.{k}": report.metrics[k] for k in HEADLINE}
+            run_id = log_evaluation_run(f"score-{path.stem}", {"file": str(path), "model": model}, figures)
+            typer.echo(
+                "  "
+                + "  ".join(f"{k} {report.metrics[k]:.4f}" for k in HEADLINE)
+                + f"  (MLflow run {run_id})"
+            )
+
+
+@app.command()
+def evaluate(
+    predictions: Annotated[Path, typer.Argument(help="A folder of *.predictions.parquet from nad score.")],
+    truth: Annotated[Path, typer.Option(help="Folder of truth files (MMDD_firewall.csv).")],
+) -> None:
+    """Score existing predictions against truth files: per day, and over all days."""
+    from tasks.score import evaluate_prediction_folder
+
+    try:
+        per_file, overall = evaluate_prediction_folder(predictions, truth)
+    except FileNotFoundError as error:
+        raise typer.BadParameter(str(error), param_hint="PREDICTIONS") from error
+    keys = ("precision", "recall", "f1", "fbeta", "far", "criterion")
+    for name, figures in [*per_file.items(), ("all days", overall)]:
+        typer.echo(f"{name}: " + "  ".join(f"{k} {figures[k]:.4f}" for k in keys))
+
+
 def main() -> None:
     for name, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(name, value)

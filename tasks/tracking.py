@@ -216,6 +216,16 @@ def champion_gate(run_id: str, version: str, model_name: str = MODEL_NAME) -> di
     return decision
 
 
+def log_evaluation_run(name: str, params: dict[str, str], metrics: dict[str, float]) -> str:
+    """An evaluation run (scoring a day against known labels); returns its id."""
+    configure_mlflow()
+    with mlflow.start_run(run_name=name) as run:
+        mlflow.set_tag("nad.kind", "evaluation")
+        mlflow.log_params(params)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if k.split(".")[-1] in HEADLINE})
+        return run.info.run_id
+
+
 @task(name="track-and-register")
 def track_and_register_task(training: dict, evaluations: dict, store: str) -> dict:
     """Prefect task: log the run, register the fused model, apply the champion gate."""

@@ -52,3 +52,19 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_dir: Path, tiny_days, tmp_path_factory, dask_cluster_client, prefect_harness) -> dict:
+    """One real `train` flow on the tiny training days: nets, predictors, MLflow run, registry."""
+    from flows.train import train
+    from schemas.training import NetConfig, TrainConfig
+    from tasks.ingest import ingest_files
+
+    quick = TrainConfig(
+        binary=NetConfig(epochs=2), attack=NetConfig(epochs=3), baseline=NetConfig(epochs=2), batch_size=256
+    )
+    store = tmp_path_factory.mktemp("trained-store")
+    days = [tiny_dir / f"{mmdd}_firewall.csv" for mmdd in ("1203", "1210", "1216")]
+    assert all(outcome.report for outcome in ingest_files(days, store, dask_cluster_client))
+    return train(store, None, quick, tmp_path_factory.mktemp("artifacts"))

@@ -15,23 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from schemas.firewall import CLASS_NAMES, UNLABELLED_COLUMNS
-from schemas.training import NetConfig, TrainConfig
-from tasks.ingest import ingest_files
 from tasks.tracking import CHAMPION, GATE_METRIC, MODEL_NAME, champion_gate, configure_mlflow
-
-QUICK = TrainConfig(
-    binary=NetConfig(epochs=2), attack=NetConfig(epochs=3), baseline=NetConfig(epochs=2), batch_size=256
-)
-TRAIN_DAYS = ["1203_firewall.csv", "1210_firewall.csv", "1216_firewall.csv"]
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_dir: Path, tiny_days, tmp_path_factory, dask_cluster_client, prefect_harness) -> dict:
-    from flows.train import train
-
-    store = tmp_path_factory.mktemp("store")
-    assert all(o.report for o in ingest_files([tiny_dir / n for n in TRAIN_DAYS], store, dask_cluster_client))
-    return train(store, None, QUICK, tmp_path_factory.mktemp("artifacts"))
 
 
 @pytest.fixture(scope="module")
