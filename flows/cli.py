@@ -181,6 +181,17 @@ def train(
         typer.echo(f"  {name:8s} {net['epochs_run']:4d} epochs  {net['seconds']:8.1f} s  ({net['path']})")
     for name, folder in summary["predictors"].items():
         typer.echo(f"  predictor {name}: {folder}")
+    from tasks.tracking import comparison_table
+
+    typer.echo(
+        "\nfusion vs baseline on the held-out split rows:\n" + comparison_table(summary["evaluations"])
+    )
+    tracking = summary["tracking"]
+    typer.echo(
+        f"\nMLflow run {tracking['run_id']} ({tracking['tracking_uri']}); model {tracking['version']} "
+        f"{tracking['gate.decision']}: validation criterion {tracking['gate.new_criterion']:.4f} "
+        f"vs champion {tracking['gate.champion_criterion']}"
+    )
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """Training flow: split, preprocessing, the three nets side by side, and both predictors."""
 
 import json
+import os
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
@@ -15,6 +16,14 @@ from tasks.preprocess import fit_preprocessing_task
 from tasks.split import split_store_task
 from tasks.tracking import track_and_register_task
 from tasks.train import NETS, configure_tensorflow, train_net_task
+
+
+def point_latest(run_dir: Path) -> None:
+    """`runs/latest` names the newest run; the link is swapped atomically."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest-{run_dir.name}"
+    tmp.symlink_to(run_dir.name)
+    os.replace(tmp, link)
 
 
 @flow(name="train")
@@ -48,9 +57,9 @@ def train(
         trained = {name: future.result() for name, future in futures.items()}
     else:
         trained = {name: train_net_task(name, split, prep_dir, config, run_dir) for name in NETS}
-    predictors = assemble_predictors_task(
-        {n: t.path for n, t in trained.items()}, prep_dir, config.threshold, run_dir
-    )
+    net_paths = {name: net.path for name, net in trained.items()}
+    predictors = assemble_predictors_task(net_paths, prep_dir, config.threshold, run_dir)
+    point_latest(run_dir)
     evaluations = evaluate_predictors_task(predictors, split)
     training = {
         "run_dir": str(run_dir),

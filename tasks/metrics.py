@@ -71,16 +71,27 @@ def _ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
     return np.divide(top, bottom, out=np.zeros_like(top, dtype=float), where=bottom > 0)
 
 
+def class_scores(confusion: np.ndarray, beta: float = 2.0) -> dict[str, np.ndarray]:
+    """One-vs-rest precision, recall, F1 and F-beta of every class of a confusion matrix."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    tp = np.diag(confusion).astype(float)
+    precision, recall = _ratio(tp, confusion.sum(axis=0)), _ratio(tp, confusion.sum(axis=1))
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": _ratio(2 * precision * recall, precision + recall),
+        "fbeta": _ratio((1 + beta**2) * precision * recall, beta**2 * precision + recall),
+    }
+
+
 def evaluate_confusion(
     confusion: np.ndarray, beta: float = 2.0, alpha: float = 0.3, cost_matrix: np.ndarray | None = None
 ) -> Evaluation:
     """All metrics from a confusion matrix. A class never present and never predicted scores 0."""
     confusion = np.asarray(confusion, dtype=np.int64)
-    tp = np.diag(confusion).astype(float)
     predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
-    precision, recall = _ratio(tp, predicted), _ratio(tp, actual)
-    f1 = _ratio(2 * precision * recall, precision + recall)
-    fbeta = _ratio((1 + beta**2) * precision * recall, beta**2 * precision + recall)
+    scores = class_scores(confusion, beta)
+    precision, recall, f1, fbeta = scores["precision"], scores["recall"], scores["f1"], scores["fbeta"]
     normal = CLASS_NAMES.index(NORMAL)
     far = float(_ratio(np.array([actual[normal] - confusion[normal, normal]]), np.array([actual[normal]]))[0])
     rows = int(confusion.sum())

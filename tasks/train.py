@@ -27,6 +27,7 @@ from prefect.exceptions import MissingContextError
 
 from schemas.firewall import ATTACK_NAMES, CLASS_NAMES, FEATURE_COLUMNS
 from schemas.training import TrainConfig
+from tasks.metrics import class_scores
 from tasks.preprocess import Preprocessing
 from tasks.split import SplitResult
 
@@ -198,6 +199,28 @@ class EpochLog(keras.callbacks.Callback):
         )
 
 
+class ValidationFbeta(keras.callbacks.Callback):
+    """Macro F-beta (beta=2) over the net's own classes on the validation rows, every epoch."""
+
+    def __init__(self, validation: tf.data.Dataset, spec: NetSpec) -> None:
+        super().__init__()
+        self.validation, self.spec, self.values = validation, spec, []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        size = len(self.spec.classes)
+        confusion = np.zeros((size, size), dtype=np.int64)
+        for x, y in self.validation:
+            scores = np.asarray(self.model(x, training=False))
+            guess = (
+                (scores[:, 0] >= 0.5).astype(np.int64) if self.spec.outputs == 1 else scores.argmax(axis=1)
+            )
+            truth = y.numpy().astype(np.int64)
+            confusion += np.bincount(truth * size + guess, minlength=size * size).reshape(size, size)
+        self.values.append(float(class_scores(confusion)["fbeta"].mean()))
+        if logs is not None:
+            logs["val_fbeta"] = self.values[-1]
+
+
 @dataclass(frozen=True)
 class TrainedNet:
     """A trained net on disk, with its history and timings."""
@@ -227,7 +250,8 @@ def train_net(
     seed = config.seed * 100 + spec.seed_offset
     train = make_dataset(split.files(spec.train_split), spec, prep, config.batch_size, seed)
     validation = make_dataset(split.files(spec.validation_split), spec, prep, config.batch_size, None)
-    callbacks: list[keras.callbacks.Callback] = [EpochLog(name, epochs)]
+    fbeta = ValidationFbeta(validation, spec)
+    callbacks: list[keras.callbacks.Callback] = [fbeta, EpochLog(name, epochs)]
     if config.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True)
@@ -253,7 +277,10 @@ def train_net(
         seconds=round(seconds, 3),
         train_rows=sum(counts),
         class_weights=weights,
-        history={k: [float(v) for v in values] for k, values in history.history.items()},
+        history={
+            **{k: [float(v) for v in values] for k, values in history.history.items()},
+            "val_fbeta": fbeta.values,
+        },
     )
 
 

@@ -53,6 +53,8 @@ def test_each_net_has_a_nested_run_with_epoch_curves(trained: dict) -> None:
     losses = client.get_metric_history(attack.info.run_id, "loss")
     assert [m.step for m in losses] == [1, 2, 3]
     assert len(client.get_metric_history(attack.info.run_id, "val_loss")) == 3
+    fbeta = client.get_metric_history(attack.info.run_id, "val_fbeta")
+    assert [m.step for m in fbeta] == [1, 2, 3] and all(0 <= m.value <= 1 for m in fbeta)
 
 
 def test_artifacts_are_logged(trained: dict) -> None:
