@@ -8,18 +8,16 @@ to show that peak memory does not grow with the file size.
 """
 
 import argparse
-import contextlib
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import pyarrow.csv as pacsv
 
+from benchmarks.measure import PeakTreeRss
 from schemas.generation import get_preset
 from tasks.cluster import dask_client
 from tasks.generate import generate_dataset
@@ -27,32 +25,6 @@ from tasks.ingest import ingest_files
 
 TRAIN_FILES = ("1203_firewall.csv", "1210_firewall.csv", "1216_firewall.csv")
 BIG_DAY = "0126_firewall.csv"
-
-
-class PeakTreeRss:
-    """Samples the summed RSS of this process and its children every 50 ms."""
-
-    def __init__(self) -> None:
-        self.peak, self._stop = 0, threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for proc in [me, *me.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    total += proc.memory_info().rss
-            self.peak = max(self.peak, total)
-            time.sleep(0.05)
-
-    def __enter__(self) -> "PeakTreeRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def timed(action: Callable[[], object]) -> tuple[float, int]:

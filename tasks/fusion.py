@@ -31,7 +31,25 @@ def load_keras(path: Path):
     return keras.models.load_model(path, compile=False, safe_mode=True)
 
 
-class FusionModel:
+class Predictor:
+    """Raw firewall rows in, class names (and the attack probability) out."""
+
+    kind = ""
+    preprocessing: Preprocessing
+
+    def predict_codes(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def predict_with_probability(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        codes, probability = self.predict_codes(self.preprocessing.transform_raw(frame))
+        return np.asarray(CLASS_NAMES, dtype=object)[codes], probability
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Class names for raw firewall rows."""
+        return self.predict_with_probability(frame)[0]
+
+
+class FusionModel(Predictor):
     """The paper's fusion: the attack net classifies only the rows the binary net flags."""
 
     kind = "fusion"
@@ -55,14 +73,6 @@ class FusionModel:
             codes[flagged] = run_net(self.attack, features[flagged]).argmax(axis=1) + 1
         return codes, attack_probability
 
-    def predict_with_probability(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        codes, probability = self.predict_codes(self.preprocessing.transform_raw(frame))
-        return np.asarray(CLASS_NAMES, dtype=object)[codes], probability
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """Class names for raw firewall rows."""
-        return self.predict_with_probability(frame)[0]
-
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         self.preprocessing.save(folder)
@@ -82,7 +92,7 @@ class FusionModel:
         )
 
 
-class BaselineModel:
+class BaselineModel(Predictor):
     """The single 5-class net, with the same interface."""
 
     kind = "baseline"
@@ -93,13 +103,6 @@ class BaselineModel:
     def predict_codes(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         probabilities = run_net(self.net, features)
         return probabilities.argmax(axis=1).astype(np.int8), 1.0 - probabilities[:, 0]
-
-    def predict_with_probability(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        codes, probability = self.predict_codes(self.preprocessing.transform_raw(frame))
-        return np.asarray(CLASS_NAMES, dtype=object)[codes], probability
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.predict_with_probability(frame)[0]
 
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

@@ -285,31 +285,13 @@ def monitoring_rounds(rng: np.random.Generator, net: Network, n: int, span: int)
         t = (starts[:, None] + np.cumsum(gaps, axis=1)).ravel()[:quota]
         dst = np.tile(rng.permutation(targets), rounds)[:quota]
         alive = rng.random(quota) > 0.1
-        if index % 2 == 0:
+        if index % 2 == 0:  # pings
             payload = int(rng.choice(PING_PAYLOADS))
-            batch = make_rows(
-                quota,
-                t=t,
-                src=monitor,
-                dst=dst,
-                proto=ICMP,
-                app=APP["icmp"],
-                out=payload,
-                **{"in": payload * alive},
-            )
-        else:
-            port = {"spt": ephemeral_ports(rng, quota), "dpt": 161}
-            batch = make_rows(
-                quota,
-                t=t,
-                src=monitor,
-                dst=dst,
-                proto=UDP,
-                app=APP["snmp"],
-                out=90,
-                **port,
-                **{"in": 310 * alive},
-            )
+            kind = {"proto": ICMP, "app": APP["icmp"], "out": payload, "in": payload * alive}
+        else:  # SNMP polls
+            kind = {"proto": UDP, "app": APP["snmp"], "out": 90, "in": 310 * alive, "dpt": 161}
+            kind["spt"] = ephemeral_ports(rng, quota)
+        batch = make_rows(quota, t=t, src=monitor, dst=dst, **kind)
         batches.append(batch)
     return concat_rows(batches)
 
