@@ -245,6 +245,35 @@ def evaluate(
         typer.echo(f"{name}: " + "  ".join(f"{k} {figures[k]:.4f}" for k in keys))
 
 
+@app.command()
+def pipeline(
+    source: Annotated[Path, typer.Option(help="Folder of MMDD_firewall.csv day files.")],
+    store: StoreOption,
+    last_days: Annotated[int | None, typer.Option(help="Train on the K most recent labelled days.")] = None,
+    out: Annotated[Path, typer.Option(help="Where splits, runs and scores go.")] = Path("artifacts"),
+    config: Annotated[Path | None, typer.Option(help="A TrainConfig JSON file.")] = None,
+    score: Annotated[
+        bool, typer.Option("--score", help="Score SOURCE's unlabelled days with the champion.")
+    ] = False,
+    truth: Annotated[Path | None, typer.Option(help="Truth files for the scored days.")] = None,
+    dask_address: DaskOption = None,
+) -> None:
+    """Prefect flow: backfill, train, evaluate, register through the gate, and optionally score."""
+    from flows.pipeline import pipeline as pipeline_flow
+    from tasks.tracking import comparison_table
+
+    result = pipeline_flow(source, store, last_days, out, config, score, truth, dask_address)
+    training = result["training"]
+    typer.echo(comparison_table(training["evaluations"]))
+    tracking = training["tracking"]
+    typer.echo(
+        f"model version {tracking['version']}: {tracking['gate.decision']}; MLflow run {tracking['run_id']}"
+    )
+    for report in result["scores"]:
+        criterion = f"criterion {report['metrics']['criterion']:.4f}" if report["metrics"] else "no labels"
+        typer.echo(f"scored {Path(report['file']).name}: {report['rows_read']:,} rows, {criterion}")
+
+
 def main() -> None:
     for name, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(name, value)

@@ -1,4 +1,5 @@
-"""Training flow: split, preprocessing, the three nets side by side, and both predictors."""
+"""Training flow: split, preprocessing, the three nets side by side, both predictors, then the
+evaluate and register subflows."""
 
 import json
 import os
@@ -13,9 +14,21 @@ from tasks.cluster import dask_client
 from tasks.evaluate import evaluate_predictors_task
 from tasks.fusion import assemble_predictors_task
 from tasks.preprocess import fit_preprocessing_task
-from tasks.split import split_store_task
+from tasks.split import SplitResult, split_store_task
 from tasks.tracking import track_and_register_task
 from tasks.train import NETS, configure_tensorflow, train_net_task
+
+
+@flow(name="evaluate")
+def evaluate(predictors: dict[str, str], split: SplitResult) -> dict:
+    """Fusion and baseline on the validation and test rows of the split."""
+    return evaluate_predictors_task(predictors, split)
+
+
+@flow(name="register")
+def register(training: dict, evaluations: dict, store: str) -> dict:
+    """Log the run to MLflow, register the fused model, and apply the champion gate."""
+    return track_and_register_task(training, evaluations, store)
 
 
 def point_latest(run_dir: Path) -> None:
@@ -60,7 +73,7 @@ def train(
     net_paths = {name: net.path for name, net in trained.items()}
     predictors = assemble_predictors_task(net_paths, prep_dir, config.threshold, run_dir)
     point_latest(run_dir)
-    evaluations = evaluate_predictors_task(predictors, split)
+    evaluations = evaluate(predictors, split)
     training = {
         "run_dir": str(run_dir),
         "split": split.folder,
@@ -72,7 +85,7 @@ def train(
         "config": config.model_dump(mode="json"),
     }
     (run_dir / "training.json").write_text(json.dumps({**training, "evaluations": evaluations}, indent=2))
-    tracking = track_and_register_task(training, evaluations, str(store))
+    tracking = register(training, evaluations, str(store))
     logger.info(
         "MLflow run %s, model version %s: %s",
         tracking["run_id"],

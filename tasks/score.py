@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as arrow
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from prefect import task
 
 from schemas.firewall import CLASS_NAMES, COLUMNS, LABEL_COLUMN
 from tasks.fusion import load_predictor
@@ -181,3 +182,17 @@ def evaluate_prediction_folder(folder: Path, truth_dir: Path) -> tuple[dict[str,
     confusions = {path.name: prediction_confusion(path, truth_dir) for path in files}
     per_file = {name: evaluate_confusion(matrix).to_dict() for name, matrix in confusions.items()}
     return per_file, evaluate_confusion(sum(confusions.values())).to_dict()
+
+
+@task(name="score-file", retries=1, retry_delay_seconds=2, task_run_name="score-{path.name}")
+def score_file_task(path: Path, model: str, out_dir: Path, truth: Path | None = None) -> dict:
+    """Prefect task: score one day file with the model (folder or MLflow URI)."""
+    report = score_file(
+        path, resolve_predictor(model), out_dir, truth if truth and truth.exists() else None, model
+    )
+    return asdict(report)
+
+
+def unlabelled_day_files(source: Path) -> list[Path]:
+    """The day files of `source` without a label column: the days to score."""
+    return [path for path in sorted(source.glob("*_firewall.csv")) if not scan_file(path).labelled]

@@ -49,6 +49,14 @@ def stored_days(store: Path) -> list[date]:
     return sorted(date.fromisoformat(p.name.removeprefix("day=")) for p in store.glob("day=*") if p.is_dir())
 
 
+def last_labelled_days(store: Path, count: int | None) -> list[date] | None:
+    """The `count` most recent labelled days of the store (None: let the split take them all)."""
+    if count is None:
+        return None
+    labelled = [day for day in stored_days(store) if (read_report(store, day) or {}).get("classes")]
+    return labelled[-count:]
+
+
 @dataclass(frozen=True)
 class Stage:
     """Where a new version of one day is written before it is swapped in."""

@@ -226,6 +226,55 @@ def log_evaluation_run(name: str, params: dict[str, str], metrics: dict[str, flo
         return run.info.run_id
 
 
+def run_link(run_id: str) -> str:
+    """Where to open a run: the server's page, or the run's id with the local UI command."""
+    uri = tracking_uri()
+    if uri.startswith("http"):
+        experiment = MlflowClient().get_run(run_id).info.experiment_id
+        return f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+    return f"run {run_id} (mlflow ui --backend-store-uri {uri})"
+
+
+def pipeline_report(ingested: list[dict], training: dict, scored: list[dict]) -> str:
+    """The pipeline's markdown artifact: rows, the comparison, the gate and the MLflow run."""
+    tracking = training["tracking"]
+    lines = [
+        "# nad-fusion pipeline",
+        "",
+        "## Days",
+        "",
+        "| file | day | rows | kept | quarantined | status |",
+    ]
+    lines.append("|---|---|---:|---:|---:|---|")
+    lines += [
+        f"| {r['file']} | {r['day']} | {r['rows']} | {r['kept']} | {r['quarantined']} | {r['status']} |"
+        for r in ingested
+    ]
+    lines += ["", "## Fusion against baseline", "", comparison_table(training["evaluations"]), ""]
+    lines += [
+        "## Champion gate",
+        "",
+        f"Model version {tracking['version']}: **{tracking['gate.decision']}** (validation criterion "
+        f"{tracking['gate.new_criterion']:.4f} against the champion's "
+        f"{tracking['gate.champion_criterion']}).",
+        "",
+        f"MLflow: {run_link(tracking['run_id'])}",
+    ]
+    if scored:
+        lines += [
+            "",
+            "## Scored days",
+            "",
+            "| file | rows | quarantined | criterion |",
+            "|---|---:|---:|---:|",
+        ]
+        for report in scored:
+            criterion = f"{report['metrics']['criterion']:.4f}" if report["metrics"] else "no labels"
+            name = Path(report["file"]).name
+            lines.append(f"| {name} | {report['rows_read']} | {report['rows_quarantined']} | {criterion} |")
+    return "\n".join(lines) + "\n"
+
+
 @task(name="track-and-register")
 def track_and_register_task(training: dict, evaluations: dict, store: str) -> dict:
     """Prefect task: log the run, register the fused model, apply the champion gate."""
