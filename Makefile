@@ -27,13 +27,10 @@ venv: $(STAMP)
 
 demo: venv
 	$(NAD) generate --out $(DEMO_DATA) --preset demo --seed $(SEED)
-	$(NAD) backfill $(DEMO_DATA) --store $(DEMO_STORE)
-	$(NAD) train --store $(DEMO_STORE) --out $(DEMO_OUT)
-	$(NAD) score $(DEMO_DATA)/01*_firewall.csv --truth $(DEMO_DATA)/truth --out $(DEMO_OUT)/scores/fusion \
-		--model models:/nad-fusion@champion
+	$(NAD) pipeline --source $(DEMO_DATA) --store $(DEMO_STORE) --out $(DEMO_OUT) --score --truth $(DEMO_DATA)/truth
 	$(NAD) score $(DEMO_DATA)/01*_firewall.csv --truth $(DEMO_DATA)/truth --out $(DEMO_OUT)/scores/baseline \
-		--model $(DEMO_OUT)/runs/latest/baseline
-	@echo; echo "== test days, fused model (champion) =="; $(NAD) evaluate $(DEMO_OUT)/scores/fusion --truth $(DEMO_DATA)/truth
+		--model $(DEMO_OUT)/runs/latest/baseline > /dev/null
+	@echo; echo "== test days, fused model (champion) =="; $(NAD) evaluate $(DEMO_OUT)/scores --truth $(DEMO_DATA)/truth
 	@echo; echo "== test days, baseline (latest run) =="; $(NAD) evaluate $(DEMO_OUT)/scores/baseline --truth $(DEMO_DATA)/truth
 	@echo; echo "MLflow UI:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db -h 127.0.0.1 -p 5000"
 	@echo "Prefect UI: PREFECT_HOME=$(PREFECT_HOME) $(BIN)/prefect server start --host 127.0.0.1  (flow runs of this demo)"
