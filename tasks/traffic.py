@@ -420,34 +420,19 @@ def ip_sweeps(rng: np.random.Generator, net: Network, ctx: AttackContext, n: int
         alive = np.isin(dst, net.hosts)
         t = start + np.cumsum(probe_gaps(rng, ctx, size, (5, 300)))
         src = pick_attacker(rng, net, ctx, 0.25)
-        if rng.random() < 0.8:
+        if rng.random() < 0.8:  # ICMP echo
             payload = int(rng.choice(PING_PAYLOADS[:4]))
-            return make_rows(
-                size,
-                label="Probing-IP sweep",
-                t=t,
-                src=src,
-                dst=dst,
-                proto=ICMP,
-                app=APP["icmp"],
-                out=payload,
-                **{"in": payload * alive},
-            )
-        port = int(rng.choice([80, 443]))
-        app = APP["http"] if port == 80 else APP["https"]
-        return make_rows(
-            size,
-            label="Probing-IP sweep",
-            t=t,
-            src=src,
-            dst=dst,
-            spt=ephemeral_ports(rng, size),
-            dpt=port,
-            proto=TCP,
-            app=app,
-            out=44,
-            **{"in": 40 * alive},
-        )
+            kind = {"proto": ICMP, "app": APP["icmp"], "out": payload, "in": payload * alive}
+        else:  # TCP SYN to a web port
+            port = int(rng.choice([80, 443]))
+            kind = {
+                "proto": TCP,
+                "app": APP["http"] if port == 80 else APP["https"],
+                "out": 44,
+                "in": 40 * alive,
+            }
+            kind |= {"spt": ephemeral_ports(rng, size), "dpt": port}
+        return make_rows(size, label="Probing-IP sweep", t=t, src=src, dst=dst, **kind)
 
     return run_episodes(rng, n, span, log_uniform_size(rng, 20, 1500), episode)
 

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from tasks.cluster import DASK_ADDRESS_ENV
 from tasks.generate import DaySummary
 from tasks.ingest import ingest_file
 from tasks.store import day_dir, quarantine_dir, read_report, stored_days
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = ["1203_firewall.csv", "1210_firewall.csv", "1216_firewall.csv"]
@@ -73,12 +73,6 @@ def test_rerun_skips_unchanged_days_unless_forced(source: Path, tmp_path: Path, 
     assert [(row["file"], row["status"]) for row in again] == [(TRAIN[1], "skipped"), (TRAIN[2], "skipped")]
     forced = backfill(source, store, since="1216", force=True)
     assert [(row["file"], row["status"]) for row in forced] == [(TRAIN[2], "ingested")]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -4,38 +4,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tasks.store import read_report, stored_days
+from tests.helpers import free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 @pytest.fixture
@@ -58,7 +37,7 @@ def prefect_server(tmp_path: Path):
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/api/health", server)
+        wait_for_http(f"http://127.0.0.1:{port}/api/health", server)
         yield env
     finally:
         server.terminate()

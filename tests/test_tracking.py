@@ -2,10 +2,8 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from mlflow import MlflowClient
 
 from schemas.firewall import CLASS_NAMES, UNLABELLED_COLUMNS
 from tasks.tracking import CHAMPION, GATE_METRIC, MODEL_NAME, champion_gate, configure_mlflow
+from tests.helpers import free_port, wait_for_http
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +124,6 @@ def test_champion_gate_keeps_a_better_champion_and_takes_a_better_challenger(tmp
     assert champion_gate(*equal, model_name=name)["gate.decision"] == "promoted"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_served_champion_answers_invocations(trained: dict, raw_rows: pd.DataFrame, tmp_path: Path) -> None:
     port = free_port()
     mlflow_cli = str(Path(sys.executable).parent / "mlflow")
@@ -143,16 +136,7 @@ def test_served_champion_answers_invocations(trained: dict, raw_rows: pd.DataFra
         env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.5)
+        wait_for_http(f"http://127.0.0.1:{port}/ping", server)
         rows = raw_rows[list(UNLABELLED_COLUMNS)].astype({"duration": "float64"})
         body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}).encode()
         request = urllib.request.Request(
