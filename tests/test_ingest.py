@@ -13,6 +13,7 @@ from distributed import Client
 from typer.testing import CliRunner
 
 from flows.cli import app
+from schemas.firewall import COLUMNS
 from tasks.generate import DaySummary
 from tasks.ingest import IngestError, ingest_file, select_day_files
 from tasks.store import QUARANTINE_DIR, REPORT_NAME, day_dir, quarantine_dir, read_report
@@ -60,25 +61,24 @@ def edit(line_no: int, change: Callable[[bytes], bytes]) -> Callable[[list[bytes
     return make
 
 
+def with_value(line_no: int, column: str, value: bytes) -> Callable[[list[bytes]], bytes]:
+    """A file with one field of line `line_no` replaced."""
+    return edit(line_no, lambda row: set_field(row, COLUMNS.index(column), value))
+
+
 CASES = {
     "wrong field count": Case(edit(5, lambda row: row + b",surplus"), rule="field_count", lines=(5,)),
-    "bad IP": Case(
-        edit(6, lambda row: set_field(row, 1, b"10.0.300.1")), rule="src: not a dotted IPv4", lines=(6,)
-    ),
+    "bad IP": Case(with_value(6, "src", b"10.0.300.1"), rule="src: not a dotted IPv4", lines=(6,)),
     "negative byte count": Case(
-        edit(7, lambda row: set_field(row, 6, b"-12")), rule="out (bytes): negative", lines=(7,)
+        with_value(7, "out (bytes)", b"-12"), rule="out (bytes): negative", lines=(7,)
     ),
     "bad timestamp": Case(
-        edit(8, lambda row: set_field(row, 0, b"2020/12/10 01:02:03")),
+        with_value(8, "time", b"2020/12/10 01:02:03"),
         rule="time: does not parse",
         lines=(8,),
     ),
-    "unknown label": Case(
-        edit(9, lambda row: set_field(row, 22, b"Probing-Bogus")), rule="label: not one of", lines=(9,)
-    ),
-    "port 70000": Case(
-        edit(10, lambda row: set_field(row, 4, b"70000")), rule="dpt: outside 0..65535", lines=(10,)
-    ),
+    "unknown label": Case(with_value(9, "label", b"Probing-Bogus"), rule="label: not one of", lines=(9,)),
+    "port 70000": Case(with_value(10, "dpt", b"70000"), rule="dpt: outside 0..65535", lines=(10,)),
     "non-UTF-8 line": Case(
         edit(11, lambda row: row.replace(b"Normal", b"Norm\xff\xfeal")), rule="encoding", lines=(11,)
     ),
@@ -109,16 +109,14 @@ CASES = {
         read=BASE_ROWS + 1,
     ),
     "number that does not parse": Case(
-        edit(14, lambda row: set_field(row, 3, b"12a")), rule="spt: missing or not a number", lines=(14,)
+        with_value(14, "spt", b"12a"), rule="spt: missing or not a number", lines=(14,)
     ),
     "row from another day": Case(
-        edit(15, lambda row: set_field(row, 0, b"2020-12-11 00:00:00")),
+        with_value(15, "time", b"2020-12-11 00:00:00"),
         rule="time: not on the file's day",
         lines=(15,),
     ),
-    "protocol 300": Case(
-        edit(16, lambda row: set_field(row, 8, b"300")), rule="proto: outside 0..255", lines=(16,)
-    ),
+    "protocol 300": Case(with_value(16, "proto", b"300"), rule="proto: outside 0..255", lines=(16,)),
     "columns out of order": Case(
         lambda lines: joined([lines[0].replace(b"src,dst", b"dst,src")]), error="out of order"
     ),
@@ -182,7 +180,7 @@ def test_column_level_reason_names_column_and_value(
 
 def test_unknown_app_is_kept_and_counted(base_lines, tmp_path: Path, dask_cluster_client: Client) -> None:
     source = tmp_path / NAME
-    source.write_bytes(edit(4, lambda row: set_field(row, 9, b"quic"))(base_lines))
+    source.write_bytes(with_value(4, "app", b"quic")(base_lines))
     report = ingest_file(source, tmp_path / "store", dask_cluster_client, day=DAY)
     assert report.rows_quarantined == 0 and report.unknown_apps == {"quic": 1}
     assert "quic" in set(pd.read_parquet(day_dir(tmp_path / "store", DAY))["app"])
