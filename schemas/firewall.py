@@ -135,5 +135,7 @@ def raw_day_schema(labelled: bool) -> pa.DataFrameSchema:
         **{name: pa.Column("Int64", non_negative, nullable=False) for name in COUNTER_COLUMNS},
     }
     if labelled:
-        columns[LABEL_COLUMN] = pa.Column(str, pa.Check.isin(CLASS_NAMES), nullable=False)
+        columns[LABEL_COLUMN] = pa.Column(
+            str, pa.Check.isin(CLASS_NAMES, error="not one of the five class names"), nullable=False
+        )
     return pa.DataFrameSchema(columns, ordered=True, strict=True, name="firewall-day")

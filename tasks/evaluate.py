@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from prefect import task
 
-from schemas.firewall import CLASS_NAMES, FEATURE_COLUMNS
+from schemas.firewall import CLASS_NAMES
 from tasks.fusion import load_predictor
 from tasks.metrics import Evaluation, evaluate_confusion
 from tasks.split import SplitResult
@@ -19,10 +19,11 @@ def evaluate_files(predictor, files: list[str]) -> Evaluation:
     size = len(CLASS_NAMES)
     confusion = np.zeros((size, size), dtype=np.int64)
     for path in files:
-        table = pq.read_table(path, columns=[*FEATURE_COLUMNS, "label"])
+        features = predictor.preprocessing.features
+        table = pq.read_table(path, columns=[*features, "label"])
         if table.num_rows == 0:
             continue
-        encoded = np.column_stack([table[c].to_numpy() for c in FEATURE_COLUMNS])
+        encoded = np.column_stack([table[c].to_numpy() for c in features])
         predicted, _ = predictor.predict_codes(predictor.preprocessing.transform(encoded))
         truth = table["label"].to_numpy().astype(np.int64)
         confusion += np.bincount(truth * size + predicted, minlength=size * size).reshape(size, size)

@@ -1,22 +1,21 @@
-"""Validated, out-of-core ingestion of firewall-day CSVs into the Parquet store.
+"""Validated, out-of-core ingestion of data files into the Parquet store, for any dataset spec.
 
-A file is first checked as a whole (present, text, a known header, some rows) and scanned
-once for its sha256 and block boundaries; nothing is written if that fails. Each block of
-about `blocksize` bytes is then a partition of a Dask DataFrame: its lines are screened
-(UTF-8, field count, blank or repeated header lines), parsed with explicit Arrow types and
-validated against `schemas.firewall.raw_day_schema` with pandera. Every row ends up either
-in the day's Parquet data or in its quarantine with file, line, columns and reason.
+A file is first checked as a whole (present, text, a known header or field count, some rows)
+and scanned once for its sha256 and block boundaries; nothing is written if that fails. Each
+block of about `blocksize` bytes is then a partition of a Dask DataFrame: its lines are
+screened (UTF-8, field count, blank or repeated header lines), parsed with the types of the
+spec's pandera schema and validated with it. Every row ends up in the partition's Parquet data,
+in its quarantine (with file, line, columns and reason), or, when its label is valid but
+outside the five classes, among its out-of-scope rows.
 """
 
 import hashlib
 import io
 import json
-import re
 import time as clock
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -29,38 +28,32 @@ import pyarrow.csv as pacsv
 from distributed import Client
 from prefect import task
 
-from schemas.firewall import (
-    APP_VOCABULARY,
-    COLUMNS,
-    FLOAT_COLUMNS,
-    INTEGER_COLUMNS,
-    LABEL_COLUMN,
-    SCHEMA_VERSION,
-    STRING_COLUMNS,
-    TIME_FORMAT,
-    UNLABELLED_COLUMNS,
-    raw_day_schema,
-)
+from schemas.datasets import DEFAULT_DATASET, DatasetSpec, PartitionError, get_dataset
 from tasks.store import (
     REPORT_NAME,
     Stage,
+    claim_store,
     commit_stage,
-    day_lock,
     new_stage,
+    part_lock,
     read_report,
-    recover_day,
+    recover_part,
 )
 
 DEFAULT_BLOCKSIZE = 32 * 2**20
 LINE_COLUMN = "line"
-STORE_COLUMNS = (*COLUMNS, LINE_COLUMN)
 QUARANTINE_COLUMNS = ("file", "line", "rule", "columns", "reason", "raw")
-FILE_NAME = re.compile(r"^(?:(?P<year>\d{4}))?(?P<month>\d{2})(?P<day>\d{2})_firewall\.csv$")
+OUT_OF_SCOPE_RULE = "out_of_scope"
 GZIP_MAGIC = b"\x1f\x8b"
+SAMPLE_LINES = 1000
 
 
 class IngestError(ValueError):
     """A problem with a whole file: nothing of it is written."""
+
+
+def store_columns(spec: DatasetSpec) -> tuple[str, ...]:
+    return (*spec.columns, LINE_COLUMN)
 
 
 # ---------------------------------------------------------------- the file as a whole
@@ -74,30 +67,41 @@ class FileScan:
     sha256: str
     size: int
     labelled: bool
-    header: bytes
+    header: bytes  # empty for a format without a header
     block_starts: tuple[int, ...]  # byte offsets; the first is just after the header
     first_lines: tuple[int, ...]  # 1-based line number of each block's first line
     data_lines: int
 
 
-def check_header(path: Path, header: bytes) -> bool:
+def check_header(path: Path, header: bytes, spec: DatasetSpec) -> bool:
     """Whether the header names the labelled columns (True) or the unlabelled ones (False)."""
     try:
         names = header.decode("utf-8").rstrip("\r\n").split(",")
     except UnicodeDecodeError as error:
         raise IngestError(f"{path}: line 1: the header is not UTF-8 text") from error
-    if names in (list(COLUMNS), list(UNLABELLED_COLUMNS)):
-        return names == list(COLUMNS)
-    missing = [c for c in UNLABELLED_COLUMNS if c not in names]
-    extra = [c for c in names if c not in COLUMNS]
+    if names in (list(spec.columns), list(spec.unlabelled_columns)):
+        return names == list(spec.columns)
+    missing = [c for c in spec.unlabelled_columns if c not in names]
+    extra = [c for c in names if c not in spec.columns]
     if missing:
         raise IngestError(f"{path}: line 1: missing column(s) {missing}")
     if extra:
         raise IngestError(f"{path}: line 1: unexpected column(s) {extra}")
-    raise IngestError(f"{path}: line 1: columns out of order; expected {list(COLUMNS)}")
+    raise IngestError(f"{path}: line 1: columns out of order; expected {list(spec.columns)}")
 
 
-def scan_file(path: Path, blocksize: int = DEFAULT_BLOCKSIZE) -> FileScan:
+def check_field_count(path: Path, first_line: bytes, spec: DatasetSpec) -> bool:
+    """For a format without a header: labelled (True) or not (False), from line 1's field count."""
+    fields = first_line.count(b",") + 1
+    if fields in (len(spec.columns), len(spec.unlabelled_columns)):
+        return fields == len(spec.columns)
+    raise IngestError(
+        f"{path}: line 1: {fields} fields; a {spec.name} file has {len(spec.columns)} "
+        f"(labelled) or {len(spec.unlabelled_columns)} (unlabelled)"
+    )
+
+
+def scan_file(path: Path, spec: DatasetSpec, blocksize: int = DEFAULT_BLOCKSIZE) -> FileScan:
     """Check the file as a whole and find block boundaries at line ends, in one pass."""
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
@@ -106,9 +110,9 @@ def scan_file(path: Path, blocksize: int = DEFAULT_BLOCKSIZE) -> FileScan:
     with open(path, "rb") as handle:
         while chunk := handle.read(blocksize):
             if offset == 0:
-                header = _check_first_chunk(path, chunk)
+                header, labelled = _check_first_chunk(path, chunk, spec)
                 starts.append(len(header))
-                lines.append(2)
+                lines.append(2 if spec.has_header else 1)
             else:
                 first_newline = chunk.find(b"\n")
                 if first_newline >= 0 and offset + first_newline + 1 > starts[-1]:
@@ -120,8 +124,7 @@ def scan_file(path: Path, blocksize: int = DEFAULT_BLOCKSIZE) -> FileScan:
             last_byte = chunk[-1:]
     if offset == 0:
         raise IngestError(f"{path}: the file is empty")
-    labelled = check_header(path, header)
-    data_lines = newlines - 1 + (last_byte != b"\n")
+    data_lines = newlines - int(spec.has_header) + (last_byte != b"\n")
     if data_lines <= 0:
         raise IngestError(f"{path}: the file has a header but no rows")
     keep = [i for i, start in enumerate(starts) if start < offset]
@@ -137,47 +140,37 @@ def scan_file(path: Path, blocksize: int = DEFAULT_BLOCKSIZE) -> FileScan:
     )
 
 
-def _check_first_chunk(path: Path, chunk: bytes) -> bytes:
+def _check_first_chunk(path: Path, chunk: bytes, spec: DatasetSpec) -> tuple[bytes, bool]:
+    """The header (if the format has one) and whether the file is labelled."""
     if chunk.startswith(GZIP_MAGIC):
         raise IngestError(f"{path}: the file is gzip-compressed, not CSV text; decompress it first")
     if b"\x00" in chunk[:4096]:
         raise IngestError(f"{path}: the file is binary, not CSV text")
     end = chunk.find(b"\n")
+    first_line = chunk if end < 0 else chunk[: end + 1]
+    if not spec.has_header:
+        return b"", check_field_count(path, first_line.rstrip(b"\r\n"), spec)
+    labelled = check_header(path, first_line, spec)
     if end < 0:
-        check_header(path, chunk)
         raise IngestError(f"{path}: the file has a header but no rows")
-    return chunk[: end + 1]
+    return first_line, labelled
 
 
-def resolve_day(path: Path, scan: FileScan, explicit: date | None) -> date:
-    """The day a file holds: given explicitly, or MMDD from its name with the year of its rows."""
-    if explicit is not None:
-        return explicit
-    match = FILE_NAME.match(path.name)
-    if not match:
-        raise IngestError(
-            f"{path}: cannot tell the day from the name; name it MMDD_firewall.csv or pass --day YYYY-MM-DD"
-        )
-    month, day = int(match["month"]), int(match["day"])
-    year = int(match["year"]) if match["year"] else _year_of_first_rows(path, scan)
-    try:
-        return date(year, month, day)
-    except ValueError as error:
-        raise IngestError(f"{path}: {match.group(0)} is not a calendar day ({error})") from error
-
-
-def _year_of_first_rows(path: Path, scan: FileScan, sample_lines: int = 1000) -> int:
+def first_data_lines(path: Path, scan: FileScan, count: int = SAMPLE_LINES) -> list[str]:
     with open(path, "rb") as handle:
         handle.seek(scan.block_starts[0])
-        for _ in range(sample_lines):
-            line = handle.readline()
-            if not line:
-                break
-            try:
-                return datetime.strptime(line[:19].decode("ascii"), TIME_FORMAT).year
-            except (UnicodeDecodeError, ValueError):
-                continue
-    raise IngestError(f"{path}: no row in the first {sample_lines} has a readable time to take the year from")
+        raw = [handle.readline() for _ in range(count)]
+    return [line.decode("utf-8", errors="replace") for line in raw if line]
+
+
+def resolve_partition(path: Path, scan: FileScan, spec: DatasetSpec, explicit: str | None) -> str:
+    """The partition a file fills: given by hand, or as the spec reads it from the file."""
+    try:
+        if explicit is not None:
+            return spec.normalise_partition(explicit)
+        return spec.partition_of(path, first_data_lines(path, scan))
+    except PartitionError as error:
+        raise IngestError(f"{path}: {error}") from error
 
 
 # ---------------------------------------------------------------- one block
@@ -193,13 +186,18 @@ class Block:
     first_line: int
     labelled: bool
     header: bytes
-    day: date
+    partition: str
+    dataset: str = DEFAULT_DATASET  # a name, so that blocks pickle small and plain
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return get_dataset(self.dataset)
 
 
-def plan_blocks(scan: FileScan, day: date) -> list[Block]:
+def plan_blocks(scan: FileScan, partition: str, spec: DatasetSpec) -> list[Block]:
     ends = (*scan.block_starts[1:], scan.size)
     return [
-        Block(scan.path, start, end, first, scan.labelled, scan.header, day)
+        Block(scan.path, start, end, first, scan.labelled, scan.header, partition, spec.name)
         for start, end, first in zip(scan.block_starts, ends, scan.first_lines, strict=True)
     ]
 
@@ -246,7 +244,7 @@ def screen_lines(raw: bytes, block: Block) -> LineScreen:
     for index in np.flatnonzero(screen.ends == screen.starts):
         screen.rejected[int(index)] = ("blank_line", "blank line")
     header = block.header.rstrip(b"\r\n")
-    for index in np.flatnonzero(screen.ends - screen.starts == len(header)):
+    for index in np.flatnonzero(screen.ends - screen.starts == len(header)) if header else ():
         if raw[screen.starts[index] : screen.ends[index]] == header:
             screen.rejected[int(index)] = ("repeated_header", "a repeated header line")
     return screen
@@ -262,22 +260,26 @@ def kept_bytes(raw: bytes, screen: LineScreen) -> bytes:
     return np.frombuffer(raw, dtype=np.uint8)[keep].tobytes()
 
 
-def arrow_types(labelled: bool) -> dict[str, arrow.DataType]:
-    names = COLUMNS if labelled else UNLABELLED_COLUMNS
-    types = {"time": arrow.timestamp("s")}
-    types |= {c: arrow.string() for c in STRING_COLUMNS}
-    types |= {c: arrow.float64() for c in FLOAT_COLUMNS}
-    types |= {c: arrow.int64() for c in INTEGER_COLUMNS}
-    return {name: types[name] for name in names}
+ARROW_KINDS = {
+    "timestamp": arrow.timestamp("s"),
+    "string": arrow.string(),
+    "float": arrow.float64(),
+    "integer": arrow.int64(),
+}
+PANDAS_KINDS = {"timestamp": "datetime64[s]", "string": "str", "float": "Float64", "integer": "Int64"}
 
 
-def read_rows(body: bytes, labelled: bool) -> tuple[arrow.Table, dict[int, int]]:
+def arrow_types(spec: DatasetSpec, labelled: bool) -> dict[str, arrow.DataType]:
+    return {name: ARROW_KINDS[kind] for name, kind in spec.column_kinds(labelled).items()}
+
+
+def read_rows(body: bytes, spec: DatasetSpec, labelled: bool) -> tuple[arrow.Table, dict[int, int]]:
     """Parse with explicit types, skipping rows with the wrong field count.
 
     Returns the table and {row number in `body` (1-based): field count} of the skipped rows.
     A block with a value of the wrong type is parsed again as text, with such values as null.
     """
-    types = arrow_types(labelled)
+    types = arrow_types(spec, labelled)
     skipped: dict[int, int] = {}
 
     def skip(row: pacsv.InvalidRow) -> str:
@@ -290,13 +292,16 @@ def read_rows(body: bytes, labelled: bool) -> tuple[arrow.Table, dict[int, int]]
     )
     parse = pacsv.ParseOptions(quote_char=False, invalid_row_handler=skip)
     try:
-        convert = pacsv.ConvertOptions(column_types=types, timestamp_parsers=[TIME_FORMAT])
+        parsers = [spec.time_format] if spec.time_format else None
+        convert = pacsv.ConvertOptions(column_types=types, timestamp_parsers=parsers)
         return pacsv.read_csv(io.BytesIO(body), read, parse, convert), skipped
     except arrow.ArrowInvalid:
         skipped.clear()
         text = pacsv.ConvertOptions(column_types=dict.fromkeys(types, arrow.string()))
         table = pacsv.read_csv(io.BytesIO(body), read, parse, text)
-        return arrow.table({name: cast_or_null(table[name], types[name]) for name in types}), skipped
+        return arrow.table(
+            {name: cast_or_null(table[name], types[name], spec.time_format) for name in types}
+        ), skipped
 
 
 NUMBER_PATTERNS = {
@@ -305,12 +310,14 @@ NUMBER_PATTERNS = {
 }
 
 
-def cast_or_null(values: arrow.ChunkedArray, target: arrow.DataType) -> arrow.ChunkedArray:
+def cast_or_null(
+    values: arrow.ChunkedArray, target: arrow.DataType, time_format: str | None
+) -> arrow.ChunkedArray:
     """Text to `target`, with null where the text does not parse."""
     if target == arrow.string():
         return values
     if target == arrow.timestamp("s"):
-        return pc.strptime(values, format=TIME_FORMAT, unit="s", error_is_null=True)
+        return pc.strptime(values, format=time_format, unit="s", error_is_null=True)
     parses = pc.match_substring_regex(values, NUMBER_PATTERNS[target])
     return pc.cast(pc.if_else(parses, values, arrow.scalar(None, arrow.string())), target)
 
@@ -324,27 +331,36 @@ CHECK_WORDS = (
     ("str_matches", "not a dotted IPv4 address"),
     ("in_range", "outside {}"),
     ("greater_than_or_equal_to", "negative"),
-    ("isin", "not one of the five class names"),
+    ("isin", "not one of {}"),
     ("str_length", "empty"),
 )
 
 
-def describe_failure(column: str, check: str) -> str:
+def describe_failure(column: str, check: str, spec: DatasetSpec) -> str:
+    """Plain words for a pandera check failure (checks with `error=` words pass through)."""
     if check == "not_nullable":
-        return f"does not parse as {TIME_FORMAT}" if column == "time" else "missing or not a number"
-    if column == "time" and check.startswith("in_range"):
-        return "not on the file's day"
+        if column == spec.time_column:
+            return f"does not parse as {spec.time_format}"
+        return "missing or not a number"
     for prefix, words in CHECK_WORDS:
         if check.startswith(prefix):
             return words.format(check[len(prefix) :].strip("()").replace(", ", ".."))
     return check
 
 
-def validate_rows(frame: pd.DataFrame, labelled: bool, day: date) -> dict[int, list[tuple[str, str]]]:
+def partition_schema(spec: DatasetSpec, labelled: bool, partition: str) -> pa.DataFrameSchema:
+    """The spec's row contract plus its checks that depend on the partition (ZYELL: the day)."""
+    schema = spec.raw_schema(labelled)
+    for column, checks in spec.partition_checks(partition).items():
+        schema = schema.update_column(column, checks=[*schema.columns[column].checks, *checks])
+    return schema
+
+
+def validate_rows(
+    frame: pd.DataFrame, spec: DatasetSpec, labelled: bool, partition: str
+) -> dict[int, list[tuple[str, str]]]:
     """Row position -> [(column, what is wrong)] for every row that fails the schema."""
-    start = pd.Timestamp(day)
-    on_the_day = pa.Check.in_range(start, start + timedelta(days=1) - timedelta(seconds=1))
-    schema = raw_day_schema(labelled).update_column("time", checks=[on_the_day])
+    schema = partition_schema(spec, labelled, partition)
     try:
         schema.validate(frame, lazy=True)
         return {}
@@ -356,35 +372,42 @@ def validate_rows(frame: pd.DataFrame, labelled: bool, day: date) -> dict[int, l
         )
     failures: dict[int, list[tuple[str, str]]] = {}
     for position, column, check in zip(cases["index"], cases["column"], cases["check"], strict=True):
-        failures.setdefault(int(position), []).append((column, describe_failure(column, check)))
+        failures.setdefault(int(position), []).append((column, describe_failure(column, check, spec)))
     return dict(sorted(failures.items()))
 
 
 def parse_block(block: Block) -> pd.DataFrame:
-    """Every line of the block as a row: typed columns, its line number and, if rejected, why."""
+    """Every line of the block as a row: typed columns, its line number and, if set aside, why.
+
+    Labels are mapped to the five class names; a valid row with an out-of-scope label keeps
+    its raw label and gets the rule OUT_OF_SCOPE_RULE.
+    """
+    spec = block.spec
     with open(block.path, "rb") as handle:
         handle.seek(block.start)
         raw = handle.read(block.end - block.start)
     screen = screen_lines(raw, block)
     kept = screen.kept()
-    table, bad_field_counts = read_rows(kept_bytes(raw, screen), block.labelled)
-    expected = len(arrow_types(block.labelled))
+    table, bad_field_counts = read_rows(kept_bytes(raw, screen), spec, block.labelled)
+    expected = table.num_columns
     for number, count in bad_field_counts.items():
         screen.rejected[int(kept[number - 1])] = ("field_count", f"{count} fields, expected {expected}")
     if bad_field_counts:
         kept = screen.kept()
     frame = to_frame(table)
-    failed = validate_rows(frame, block.labelled, block.day)
-    if not block.labelled:
-        frame[LABEL_COLUMN] = pd.Series(None, index=frame.index, dtype="str")
-    frame[LINE_COLUMN] = block.first_line + kept
-    for column in ("_rule", "_columns", "_reason", "_raw"):
-        frame[column] = pd.Series(None, index=frame.index, dtype="str")
+    failed = validate_rows(frame, spec, block.labelled, block.partition)
+    types = output_dtypes(spec)
+    missing = [c for c in spec.label_columns if c not in frame] + list(SET_ASIDE_COLUMNS)
+    for column in missing:
+        frame[column] = pd.Series(None, index=frame.index, dtype=types[column])
+    frame.insert(len(spec.columns), LINE_COLUMN, block.first_line + kept)
+    if block.labelled:
+        mark_out_of_scope(frame, spec, failed)
     for position, failures in failed.items():
         text = _line_text(raw, screen, kept[position])
         values = text.split(",")
         rules = [f"{column}: {words}" for column, words in failures]
-        reasons = [f"{column} = {values[COLUMNS.index(column)]!r}: {words}" for column, words in failures]
+        reasons = [f"{c} = {values[spec.columns.index(c)]!r}: {words}" for c, words in failures]
         frame.loc[position, ["_rule", "_columns", "_reason", "_raw"]] = [
             rules[0],
             ",".join(dict.fromkeys(column for column, _ in failures)),
@@ -406,24 +429,50 @@ def parse_block(block: Block) -> pd.DataFrame:
     return rows.sort_values(LINE_COLUMN, ignore_index=True)
 
 
+def mark_out_of_scope(frame: pd.DataFrame, spec: DatasetSpec, failed: dict[int, list]) -> None:
+    """Map in-scope labels to class names; give valid out-of-scope rows their rule."""
+    labels = frame[spec.label_column]
+    outside = labels.isin(spec.out_of_scope_labels).to_numpy(copy=True)
+    outside[list(failed)] = False
+    frame.loc[outside, "_rule"] = OUT_OF_SCOPE_RULE
+    frame.loc[outside, "_columns"] = spec.label_column
+    frame.loc[outside, "_reason"] = "label " + labels[outside].map(repr) + " is outside the five classes"
+    mapped = labels.map(spec.label_map)
+    frame[spec.label_column] = mapped.where(mapped.notna(), labels).astype("str")
+
+
 def _line_text(raw: bytes, screen: LineScreen, index: int) -> str:
     return raw[screen.starts[index] : screen.ends[index]].decode("utf-8", errors="backslashreplace")
 
 
-def output_columns() -> tuple[str, ...]:
-    return (*STORE_COLUMNS, "_rule", "_columns", "_reason", "_raw")
+SET_ASIDE_COLUMNS = ("_rule", "_columns", "_reason", "_raw")
 
 
-def output_dtypes() -> dict[str, str]:
-    types = {"time": "datetime64[s]", LINE_COLUMN: "int64"}
-    types |= {c: "str" for c in (*STRING_COLUMNS, "_rule", "_columns", "_reason", "_raw")}
-    types |= {c: "Float64" for c in FLOAT_COLUMNS}
-    types |= {c: "Int64" for c in INTEGER_COLUMNS}
-    return types
+def output_columns(spec: DatasetSpec) -> tuple[str, ...]:
+    return (*store_columns(spec), *SET_ASIDE_COLUMNS)
 
 
-def empty_output() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=output_dtypes()[c]) for c in output_columns()})
+def output_dtypes(spec: DatasetSpec) -> dict[str, str]:
+    types = {name: PANDAS_KINDS[kind] for name, kind in spec.column_kinds(labelled=True).items()}
+    return types | {LINE_COLUMN: "int64"} | dict.fromkeys(SET_ASIDE_COLUMNS, "str")
+
+
+def empty_output(spec: DatasetSpec) -> pd.DataFrame:
+    types = output_dtypes(spec)
+    return pd.DataFrame({c: pd.Series(dtype=types[c]) for c in output_columns(spec)})
+
+
+def split_set_aside(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Masks of the quarantined rows and of the out-of-scope rows."""
+    out_of_scope = rows["_rule"] == OUT_OF_SCOPE_RULE
+    return rows["_rule"].notna() & ~out_of_scope, out_of_scope.fillna(False).astype(bool)
+
+
+def quarantine_frame(rows: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Rejected rows in the quarantine's columns."""
+    quarantined = rows[["_rule", "_columns", "_reason", "_raw", LINE_COLUMN]]
+    quarantined.columns = ["rule", "columns", "reason", "raw", LINE_COLUMN]
+    return quarantined.assign(file=source)[list(QUARANTINE_COLUMNS)]
 
 
 # ---------------------------------------------------------------- a whole file
@@ -431,35 +480,39 @@ def empty_output() -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class IngestReport:
-    """What an ingest did; also written as the day's `_report.json`."""
+    """What an ingest did; also written as the partition's `_report.json`."""
 
     file: str
-    day: str
+    dataset: str
+    partition: str
     status: str  # ingested or skipped
     sha256: str
     previous_sha256: str | None
     rows_read: int
     rows_kept: int
     rows_quarantined: int
+    rows_out_of_scope: int
     reasons: dict[str, int]
     classes: dict[str, int]
-    unknown_apps: dict[str, int]
+    out_of_scope: dict[str, int]  # raw label -> rows set aside
+    unknown_categories: dict[str, int]  # "column=value" -> rows
     time_first: str | None
     time_last: str | None
     duration_s: float
-    schema_version: str = SCHEMA_VERSION
+    schema_version: str
 
     @property
     def balanced(self) -> bool:
-        return self.rows_read == self.rows_kept + self.rows_quarantined
+        return self.rows_read == self.rows_kept + self.rows_quarantined + self.rows_out_of_scope
 
     def summary(self) -> str:
         top = ", ".join(f"{rule} x{n}" for rule, n in sorted(self.reasons.items(), key=lambda kv: -kv[1])[:3])
         return (
-            f"{Path(self.file).name} -> day={self.day}: {self.status}; read {self.rows_read:,} = "
+            f"{Path(self.file).name} -> {self.partition}: {self.status}; read {self.rows_read:,} = "
             f"kept {self.rows_kept:,} + quarantined {self.rows_quarantined:,}"
             + (f" ({top})" if top else "")
-            + (f"; unknown apps {self.unknown_apps}" if self.unknown_apps else "")
+            + f" + out of scope {self.rows_out_of_scope:,}"
+            + (f"; unknown categories {self.unknown_categories}" if self.unknown_categories else "")
             + f" in {self.duration_s:.1f} s"
         )
 
@@ -470,40 +523,46 @@ SUMMARY_META = pd.DataFrame(
 
 
 def store_partition(
-    rows: pd.DataFrame, stage: Stage, source: str, partition_info: dict | None = None
+    rows: pd.DataFrame, stage: Stage, source: str, dataset: str, partition_info: dict | None = None
 ) -> pd.DataFrame:
-    """Write one block's valid and rejected rows to the stage; return its counts (kind, key, count).
-
-    Runs in the same task as the block's parse, so the rows never travel between workers.
-    """
+    """Write one block's kept, rejected and out-of-scope rows to the stage; return its counts
+    (kind, key, count). Runs in the same task as the block's parse, so rows never travel."""
+    spec = get_dataset(dataset)
     number = partition_info["number"] if partition_info else 0
-    rejected = rows["_rule"].notna()
-    valid = rows.loc[~rejected, list(STORE_COLUMNS)]
-    quarantined = rows.loc[rejected, ["_rule", "_columns", "_reason", "_raw", LINE_COLUMN]]
-    quarantined.columns = ["rule", "columns", "reason", "raw", LINE_COLUMN]
-    quarantined.insert(0, "file", source)
+    rejected, outside = split_set_aside(rows)
+    valid = rows.loc[~rejected & ~outside, list(store_columns(spec))]
+    quarantined = quarantine_frame(rows.loc[rejected], source)
+    set_aside = rows.loc[outside, list(store_columns(spec))]
     name = f"part-{number:05d}.parquet"
     valid.to_parquet(stage.data / name, index=False)
-    quarantined[list(QUARANTINE_COLUMNS)].to_parquet(stage.quarantine / name, index=False)
-    unknown = valid["app"][~valid["app"].isin(APP_VOCABULARY)]
+    quarantined.to_parquet(stage.quarantine / name, index=False)
+    set_aside.to_parquet(stage.out_of_scope / name, index=False)
     parts = [
         ("kept", pd.Series({"": len(valid)})),
         ("quarantined", pd.Series({"": len(quarantined)})),
+        ("out_of_scope", pd.Series({"": len(set_aside)})),
         ("reason", quarantined["rule"].value_counts()),
-        ("class", valid[LABEL_COLUMN].value_counts()),
-        ("unknown_app", unknown.value_counts()),
+        ("class", valid[spec.label_column].value_counts()),
+        ("out_of_scope_label", set_aside[spec.label_column].value_counts()),
     ]
-    if len(valid):
-        parts.append(("time", pd.Series({_stamp(valid["time"].min()): 0, _stamp(valid["time"].max()): 0})))
+    for column in spec.categorical:
+        unknown = valid[column.name][~valid[column.name].isin(column.vocabulary)]
+        parts.append(("unknown", unknown.value_counts().rename(lambda v, c=column.name: f"{c}={v}")))
+    if spec.time_column and len(valid):
+        times = valid[spec.time_column]
+        parts.append(("time", pd.Series({stamp(times.min(), spec): 0, stamp(times.max(), spec): 0})))
     summary = [(kind, str(key), int(count)) for kind, counts in parts for key, count in counts.items()]
     return pd.DataFrame(summary, columns=list(SUMMARY_META.columns)).astype(SUMMARY_META.dtypes)
 
 
 def write_partitions(blocks: list[Block], stage: Stage, client: Client) -> dict:
     """Parse, validate and write every block on the cluster; return the counts for the report."""
-    rows = dd.from_map(parse_block, blocks, meta=empty_output(), enforce_metadata=False, label="parse-block")
+    spec = blocks[0].spec
+    rows = dd.from_map(
+        parse_block, blocks, meta=empty_output(spec), enforce_metadata=False, label="parse-block"
+    )
     summaries = rows.map_partitions(
-        store_partition, stage, blocks[0].path, meta=SUMMARY_META, align_dataframes=False
+        store_partition, stage, blocks[0].path, spec.name, meta=SUMMARY_META, align_dataframes=False
     )
     summary = client.compute(summaries, sync=True)
     totals = summary.groupby(["kind", "key"])["count"].sum()
@@ -513,71 +572,81 @@ def write_partitions(blocks: list[Block], stage: Stage, client: Client) -> dict:
         return {key: int(n) for (k, key), n in totals.items() if k == kind}
 
     return {
-        "kept": of("kept").get("", 0),
-        "quarantined": of("quarantined").get("", 0),
+        "rows_kept": of("kept").get("", 0),
+        "rows_quarantined": of("quarantined").get("", 0),
+        "rows_out_of_scope": of("out_of_scope").get("", 0),
         "reasons": of("reason"),
         "classes": of("class"),
-        "unknown_apps": of("unknown_app"),
+        "out_of_scope": of("out_of_scope_label"),
+        "unknown_categories": of("unknown"),
         "time_first": times[0] if times else None,
         "time_last": times[-1] if times else None,
     }
 
 
-def _stamp(value) -> str | None:
-    return None if pd.isna(value) else pd.Timestamp(value).strftime(TIME_FORMAT)
+def stamp(value, spec: DatasetSpec) -> str | None:
+    return None if pd.isna(value) else pd.Timestamp(value).strftime(spec.time_format)
 
 
 def build_report(
-    scan: FileScan, day: date, stats: dict, previous: dict | None, started: float
+    scan: FileScan, spec: DatasetSpec, partition: str, stats: dict, previous: dict | None, started: float
 ) -> IngestReport:
     report = IngestReport(
         file=scan.path,
-        day=day.isoformat(),
+        dataset=spec.name,
+        partition=partition,
         status="ingested",
         sha256=scan.sha256,
         previous_sha256=previous["sha256"] if previous else None,
         rows_read=scan.data_lines,
-        rows_kept=int(stats["kept"]),
-        rows_quarantined=int(stats["quarantined"]),
-        reasons=stats["reasons"],
-        classes=stats["classes"],
-        unknown_apps=stats["unknown_apps"],
-        time_first=stats["time_first"],
-        time_last=stats["time_last"],
         duration_s=round(clock.perf_counter() - started, 3),
+        schema_version=spec.schema_version,
+        **stats,
     )
     if not report.balanced:
-        raise RuntimeError(f"{scan.path}: rows read {report.rows_read} != kept + quarantined in {report}")
+        raise RuntimeError(
+            f"{scan.path}: rows read {report.rows_read} != kept + quarantined + out of scope in {report}"
+        )
     return report
+
+
+def unchanged_report(previous: dict | None, scan: FileScan, path: Path) -> IngestReport | None:
+    """The stored report as "skipped" when it came from the same file, in this report format."""
+    fields = set(IngestReport.__dataclass_fields__)
+    if previous is None or previous["sha256"] != scan.sha256 or set(previous) != fields:
+        return None
+    return IngestReport(**{**previous, "file": str(path), "status": "skipped"})
 
 
 def ingest_file(
     path: Path,
     store: Path,
     client: Client,
-    day: date | None = None,
+    spec: DatasetSpec,
+    partition: str | None = None,
     blocksize: int = DEFAULT_BLOCKSIZE,
     skip_unchanged: bool = False,
 ) -> IngestReport:
-    """Ingest one day file into `store`, replacing that day atomically.
+    """Ingest one file into `store` as one partition, replacing that partition atomically.
 
-    With `skip_unchanged`, a day whose stored version came from a file with the same sha256
-    is left alone and its stored report is returned with status "skipped".
+    With `skip_unchanged`, a partition whose stored version came from a file with the same
+    sha256 is left alone and its stored report is returned with status "skipped".
     """
     started = clock.perf_counter()
-    scan = scan_file(path, blocksize)
-    the_day = resolve_day(path, scan, day)
-    store.mkdir(parents=True, exist_ok=True)
-    with day_lock(store, the_day):
-        recover_day(store, the_day)
-        previous = read_report(store, the_day)
-        if skip_unchanged and previous and previous["sha256"] == scan.sha256:
-            return IngestReport(**{**previous, "file": str(path), "status": "skipped"})
-        stage = new_stage(store, the_day)
-        stats = write_partitions(plan_blocks(scan, the_day), stage, client)
-        report = build_report(scan, the_day, stats, previous, started)
+    scan = scan_file(path, spec, blocksize)
+    key = resolve_partition(path, scan, spec, partition)
+    part = spec.partition_folder(key)
+    claim_store(store, spec.name)
+    with part_lock(store, part):
+        recover_part(store, part)
+        previous = read_report(store, part)
+        if skip_unchanged and (skipped := unchanged_report(previous, scan, path)):
+            return skipped
+        stage = new_stage(store, part)
+        stats = write_partitions(plan_blocks(scan, key, spec), stage, client)
+        report = build_report(scan, spec, key, stats, previous, started)
         (stage.data / REPORT_NAME).write_text(json.dumps(asdict(report), indent=2))
-        commit_stage(store, the_day, stage)
+        commit_stage(store, part, stage)
     return report
 
 
@@ -594,16 +663,19 @@ def ingest_files(
     paths: list[Path],
     store: Path,
     client: Client,
-    day: date | None = None,
+    spec: DatasetSpec,
+    partition: str | None = None,
     blocksize: int = DEFAULT_BLOCKSIZE,
     concurrency: int = 2,
 ) -> Iterator[IngestOutcome]:
     """Ingest several files on one cluster, a few at a time so that one file's scan overlaps
     another's parsing. Outcomes come back in the order of `paths`; a bad file stops only itself."""
+    claim_store(store, spec.name)
 
     def one(path: Path) -> IngestOutcome:
         try:
-            return IngestOutcome(path, report=ingest_file(path, store, client, day=day, blocksize=blocksize))
+            report = ingest_file(path, store, client, spec, partition, blocksize)
+            return IngestOutcome(path, report=report)
         except IngestError as error:
             return IngestOutcome(path, error=str(error))
 
@@ -611,41 +683,44 @@ def ingest_files(
         yield from pool.map(one, paths)
 
 
-def day_of_name(path: Path) -> tuple[int, int] | None:
-    match = FILE_NAME.match(path.name)
-    return (int(match["month"]), int(match["day"])) if match else None
-
-
-def select_day_files(source: Path, since: str | None = None, until: str | None = None) -> list[Path]:
-    """The `*_firewall.csv` files of `source` whose MMDD lies in [since, until].
+def select_files(
+    source: Path, spec: DatasetSpec, since: str | None = None, until: str | None = None
+) -> list[Path]:
+    """The data files of `source` (the spec's glob) whose MMDD lies in [since, until].
 
     A range whose start is after its end wraps over the new year: --since 1201 --until 0131.
+    Files whose name tells no day are always included.
     """
+    if (since or until) and spec.day_of_name is None:
+        raise ValueError(f"{spec.name} file names carry no day; --since and --until do not apply")
     for text in (since, until):
         if text is not None and (len(text) != 4 or not text.isdigit()):
             raise ValueError(f"{text!r} is not MMDD")
     low, high = [(int(b[:2]), int(b[2:])) if b else None for b in (since, until)]
 
-    def wanted(key: tuple[int, int]) -> bool:
+    def wanted(path: Path) -> bool:
+        key = spec.day_of_name(path) if spec.day_of_name else None
+        if key is None:
+            return True
         if low and high and low > high:
             return key >= low or key <= high
         return (low is None or key >= low) and (high is None or key <= high)
 
-    files = sorted(p for p in source.glob("*_firewall.csv") if p.is_file())
-    return [p for p in files if (key := day_of_name(p)) is None or wanted(key)]
+    return [p for p in sorted(source.glob(spec.file_glob)) if p.is_file() and wanted(p)]
 
 
 def backfill_row(path: Path, result: IngestReport | BaseException) -> dict:
-    """One line of a backfill table: day, rows, kept, quarantined, status."""
+    """One line of a backfill table: partition, rows, kept, quarantined, out of scope, status."""
     if isinstance(result, BaseException):
-        failed = {"day": None, "rows": None, "kept": None, "quarantined": None, "status": f"failed: {result}"}
-        return {"file": path.name, **failed}
+        counts = dict.fromkeys(("partition", "rows", "kept", "quarantined", "out_of_scope"))
+        return {"file": path.name, **counts, "status": f"failed: {result}"}
     return {
         "file": path.name,
-        "day": result.day,
+        "partition": result.partition,
         "rows": result.rows_read,
         "kept": result.rows_kept,
         "quarantined": result.rows_quarantined,
+        "out_of_scope": result.rows_out_of_scope,
         "status": result.status,
     }
 
@@ -662,7 +737,9 @@ def is_io_failure(task, task_run, state) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=2, retry_condition_fn=is_io_failure, task_run_name="ingest-{path.name}")
-def ingest_day(path: Path, store: Path, dask_address: str, force: bool = False) -> IngestReport:
-    """Prefect task: ingest one day file on the given Dask cluster, skipping unchanged days."""
+def ingest_partition(
+    path: Path, store: Path, dask_address: str, dataset: str = DEFAULT_DATASET, force: bool = False
+) -> IngestReport:
+    """Prefect task: ingest one file on the given Dask cluster, skipping unchanged partitions."""
     with Client(dask_address, set_as_default=False) as client:
-        return ingest_file(path, store, client, skip_unchanged=not force)
+        return ingest_file(path, store, client, get_dataset(dataset), skip_unchanged=not force)

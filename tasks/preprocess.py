@@ -1,4 +1,5 @@
-"""The paper's preprocessing: 17 features, `app` as a vocabulary index, a standard scaler, clipping.
+"""The paper's preprocessing: the spec's features, each categorical column as a vocabulary index
+(ZYELL: `app`), a standard scaler, clipping.
 
 The scaler is fitted out-of-core on the train split only: each partition contributes its
 count, mean and sum of squared deviations, combined with Chan's parallel formula, which gives
@@ -17,51 +18,65 @@ import pyarrow.parquet as pq
 from distributed import Client
 from prefect import task
 
-from schemas.firewall import APP_VOCABULARY, FEATURE_COLUMNS, SCHEMA_VERSION, UNKNOWN_APP
+from schemas.datasets import CategoricalColumn, DatasetSpec, get_dataset
 
 ARTIFACT_NAME = "preprocessing.json"
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2
 
 
-def encode_app(apps: pd.Series) -> np.ndarray:
-    """Vocabulary index of each app name; names outside the vocabulary count as `others`."""
-    codes = pd.Categorical(apps, categories=APP_VOCABULARY).codes
-    return np.where(codes < 0, APP_VOCABULARY.index(UNKNOWN_APP), codes).astype(np.float32)
+def encode_category(values: pd.Series, column: CategoricalColumn) -> np.ndarray:
+    """Vocabulary index of each value; values outside the vocabulary get the column's unknown code."""
+    codes = pd.Categorical(values, categories=column.vocabulary).codes
+    return np.where(codes < 0, column.unknown_code, codes).astype(np.float32)
 
 
-def encode_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """The 17 feature columns as float32, in FEATURE_COLUMNS order, identifiers dropped."""
-    encoded = {
-        name: frame[name].to_numpy(dtype=np.float32, na_value=np.nan)
-        for name in FEATURE_COLUMNS
-        if name != "app"
-    }
-    encoded["app"] = encode_app(frame["app"])
-    return pd.DataFrame({name: encoded[name] for name in FEATURE_COLUMNS})
+def encode_features(
+    frame: pd.DataFrame, features: tuple[str, ...], categorical: tuple[CategoricalColumn, ...]
+) -> pd.DataFrame:
+    """The feature columns as float32, in `features` order: identifiers and labels dropped,
+    categorical columns as vocabulary indices."""
+    by_name = {column.name: column for column in categorical}
+    return pd.DataFrame(
+        {
+            name: encode_category(frame[name], by_name[name])
+            if name in by_name
+            else frame[name].to_numpy(dtype=np.float32, na_value=np.nan)
+            for name in features
+        }
+    )
+
+
+def encode_spec_features(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    return encode_features(frame, spec.feature_columns, spec.categorical)
 
 
 @dataclass(frozen=True)
 class Preprocessing:
     """A fitted scaler with everything needed to apply it to raw rows."""
 
+    dataset: str
     features: tuple[str, ...]
     means: tuple[float, ...]
     stds: tuple[float, ...]
-    vocabulary: tuple[str, ...]
+    categorical: tuple[CategoricalColumn, ...]  # the vocabularies as fitted, kept with the model
     clip: float
-    schema_version: str = SCHEMA_VERSION
+    schema_version: str
     version: int = ARTIFACT_VERSION
 
     def transform(self, encoded: np.ndarray) -> np.ndarray:
-        """Scale encoded features (rows x 17) and clip them to [-clip, clip]."""
+        """Scale encoded features (rows x features) and clip them to [-clip, clip]."""
         scaled = (encoded - np.asarray(self.means, dtype=np.float32)) / np.asarray(
             self.stds, dtype=np.float32
         )
         return np.clip(scaled, -self.clip, self.clip, out=scaled).astype(np.float32, copy=False)
 
     def transform_raw(self, frame: pd.DataFrame) -> np.ndarray:
-        """Raw firewall rows (the schema's columns) to the nets' input matrix."""
-        return self.transform(encode_features(frame).to_numpy())
+        """Raw rows (the dataset's columns) to the nets' input matrix."""
+        return self.transform(encode_features(frame, self.features, self.categorical).to_numpy())
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return get_dataset(self.dataset)
 
     def save(self, folder: Path) -> Path:
         path = Path(folder) / ARTIFACT_NAME
@@ -75,24 +90,27 @@ class Preprocessing:
             raise ValueError(
                 f"{folder}: preprocessing artifact version {data.get('version')} is not {ARTIFACT_VERSION}"
             )
+        data["categorical"] = [
+            CategoricalColumn(c["name"], tuple(c["vocabulary"]), c["unknown"]) for c in data["categorical"]
+        ]
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def partition_moments(frame: pd.DataFrame) -> pd.DataFrame:
-    """Count, mean and sum of squared deviations of each feature in one partition."""
-    values = frame[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
+    """Count, mean and sum of squared deviations of each feature (column) in one partition."""
+    values = frame.to_numpy(dtype=np.float64)
     count = len(values)
     mean = values.mean(axis=0) if count else np.zeros(values.shape[1])
     m2 = ((values - mean) ** 2).sum(axis=0)
-    return pd.DataFrame({"feature": list(FEATURE_COLUMNS), "count": count, "mean": mean, "m2": m2})
+    return pd.DataFrame({"feature": list(frame.columns), "count": count, "mean": mean, "m2": m2})
 
 
-def combine_moments(parts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def combine_moments(parts: pd.DataFrame, features: int) -> tuple[np.ndarray, np.ndarray]:
     """Chan's parallel combination of per-partition moments: overall mean and population std."""
-    count = np.zeros(len(FEATURE_COLUMNS))
-    mean = np.zeros(len(FEATURE_COLUMNS))
-    m2 = np.zeros(len(FEATURE_COLUMNS))
-    for _, part in parts.groupby(parts.index // len(FEATURE_COLUMNS), sort=True):
+    count = np.zeros(features)
+    mean = np.zeros(features)
+    m2 = np.zeros(features)
+    for _, part in parts.groupby(parts.index // features, sort=True):
         n_b, mean_b, m2_b = part["count"].to_numpy(), part["mean"].to_numpy(), part["m2"].to_numpy()
         total = count + n_b
         if total[0] == 0:
@@ -105,29 +123,36 @@ def combine_moments(parts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 0, std, 1.0)  # a constant column is left unscaled, as scikit-learn does
 
 
-def read_features(path: str) -> pd.DataFrame:
-    return pq.read_table(path, columns=list(FEATURE_COLUMNS)).to_pandas()
+def read_features(path: str, features: tuple[str, ...]) -> pd.DataFrame:
+    return pq.read_table(path, columns=list(features)).to_pandas()
 
 
-def fit_preprocessing(train_files: list[str], clip: float, client: Client) -> Preprocessing:
+def fit_preprocessing(
+    train_files: list[str], clip: float, spec: DatasetSpec, client: Client
+) -> Preprocessing:
     """Fit the scaler on the train split's files, one partition per file."""
-    meta = partition_moments(pd.DataFrame({name: pd.Series(dtype="float32") for name in FEATURE_COLUMNS}))
+    features = spec.feature_columns
+    meta = partition_moments(pd.DataFrame({name: pd.Series(dtype="float32") for name in features}))
     moments = dd.from_map(
-        read_features, train_files, meta=read_features(train_files[0]).iloc[:0]
+        read_features, train_files, features=features, meta=read_features(train_files[0], features).iloc[:0]
     ).map_partitions(partition_moments, meta=meta)
     parts = client.compute(moments, sync=True).reset_index(drop=True)
-    mean, std = combine_moments(parts)
+    mean, std = combine_moments(parts, len(features))
     return Preprocessing(
-        features=tuple(FEATURE_COLUMNS),
+        dataset=spec.name,
+        features=features,
         means=tuple(float(v) for v in mean),
         stds=tuple(float(v) for v in std),
-        vocabulary=tuple(APP_VOCABULARY),
+        categorical=spec.categorical,
         clip=clip,
+        schema_version=spec.schema_version,
     )
 
 
 @task(name="fit-preprocessing", retries=1, retry_delay_seconds=2)
-def fit_preprocessing_task(train_files: list[str], clip: float, out_dir: Path, dask_address: str) -> Path:
+def fit_preprocessing_task(
+    train_files: list[str], clip: float, out_dir: Path, dask_address: str, dataset: str
+) -> Path:
     """Prefect task: fit on the train split and write the JSON artifact; returns its folder.
 
     `out_dir` is named after the split and the clip bound, so a finished fit is reused.
@@ -135,7 +160,7 @@ def fit_preprocessing_task(train_files: list[str], clip: float, out_dir: Path, d
     if (out_dir / ARTIFACT_NAME).exists():
         return out_dir
     with Client(dask_address, set_as_default=False) as client:
-        fitted = fit_preprocessing(train_files, clip, client)
+        fitted = fit_preprocessing(train_files, clip, get_dataset(dataset), client)
     out_dir.mkdir(parents=True, exist_ok=True)
     fitted.save(out_dir)
     return out_dir

@@ -1,9 +1,9 @@
 """Exact, stratified, hash-based train/validation/test split of the store, out-of-core.
 
-Every row gets a key: a 64-bit hash of (seed, day, line). Within each class, rows are ranked
+Every row gets a key: a 64-bit hash of (seed, partition, line). Within each class, rows are ranked
 by key; the lowest-ranked `round(0.2 n)` go to test, the next `round(0.2 (n - n_test))` to
 validation and the rest to train. So each split holds its share of every class to within one
-row, the assignment of a row depends only on the seed, its day, its line and the class sizes,
+row, the assignment of a row depends only on the seed, its partition, its line and the class sizes,
 and re-running gives the same split. Only (class, key) pairs are gathered to find the
 per-class thresholds (9 bytes a row); the rows themselves are written partition by partition.
 """
@@ -12,7 +12,6 @@ import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass
-from datetime import date
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -22,53 +21,65 @@ import pyarrow.parquet as pq
 from distributed import Client
 from prefect import task
 
-from schemas.firewall import CLASS_NAMES, LABEL_COLUMN, NORMAL, SCHEMA_VERSION
+from schemas.datasets import DatasetSpec, get_dataset
+from schemas.firewall import CLASS_NAMES, NORMAL
 from schemas.training import SplitConfig
 from tasks.ingest import LINE_COLUMN
-from tasks.preprocess import encode_features
-from tasks.store import day_dir, read_report, stored_days
+from tasks.preprocess import encode_spec_features
+from tasks.store import check_store, part_dir, read_report, stored_parts
 
 SPLITS = ("train", "validation", "test")
 ATTACK_SPLITS = ("train_attack", "validation_attack")
 SPLIT_MANIFEST = "split.json"
 DONE_MARKER = "_SUCCESS"
 ROW_GROUP_ROWS = 65_536
-SPLIT_CODE_VERSION = 1
+SPLIT_CODE_VERSION = 2
 
 
 class SplitError(ValueError):
-    """The chosen days cannot be split as asked."""
+    """The chosen partitions cannot be split as asked."""
 
 
 @dataclass(frozen=True)
 class StorePart:
-    """One Parquet file of one stored day: a partition."""
+    """One Parquet file of one stored partition (a day, for ZYELL)."""
 
-    day: date
+    partition: str  # the store folder, e.g. day=2020-12-03
     path: str
+    dataset: str
+
+    @property
+    def number(self) -> int:
+        """A stable 32-bit number of the partition, mixed into its rows' split keys."""
+        return int.from_bytes(hashlib.sha256(self.partition.encode()).digest()[:4], "big")
 
 
-def select_store_parts(store: Path, days: list[date] | None) -> tuple[list[StorePart], dict[str, str]]:
-    """The part files of the chosen (default: all labelled) days, and each day's source sha256."""
-    chosen = days or [d for d in stored_days(store) if read_report(store, d)["classes"]]
-    parts, hashes = [], {}
-    for day in chosen:
-        report = read_report(store, day)
+def select_store_parts(
+    store: Path, parts: list[str] | None, spec: DatasetSpec
+) -> tuple[list[StorePart], dict[str, str]]:
+    """The part files of the chosen (default: all labelled) partitions, and each one's source sha256."""
+    check_store(store, spec.name)
+    chosen = parts or [p for p in stored_parts(store) if read_report(store, p)["classes"]]
+    files, hashes = [], {}
+    for part in chosen:
+        report = read_report(store, part)
         if report is None:
-            raise SplitError(f"day {day} is not in the store {store}")
+            raise SplitError(f"{part} is not in the store {store}")
         if not report["classes"]:
-            raise SplitError(f"day {day} has no labels; it can be scored but not trained on")
-        hashes[day.isoformat()] = report["sha256"]
-        parts += [StorePart(day, str(p)) for p in sorted(day_dir(store, day).glob("part-*.parquet"))]
-    if not parts:
-        raise SplitError(f"no labelled days to split in {store}")
-    return parts, hashes
+            raise SplitError(f"{part} has no labels; it can be scored but not trained on")
+        hashes[part] = report["sha256"]
+        files += [
+            StorePart(part, str(p), spec.name) for p in sorted(part_dir(store, part).glob("part-*.parquet"))
+        ]
+    if not files:
+        raise SplitError(f"no labelled partitions to split in {store}")
+    return files, hashes
 
 
-def row_keys(seed: int, day: date, lines: np.ndarray) -> np.ndarray:
-    """A 64-bit hash (splitmix64 finaliser) of (seed, day, line) for every row."""
+def row_keys(seed: int, partition: int, lines: np.ndarray) -> np.ndarray:
+    """A 64-bit hash (splitmix64 finaliser) of (seed, partition number, line) for every row."""
     with np.errstate(over="ignore"):
-        x = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(day.toordinal()) * np.uint64(
+        x = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(partition) * np.uint64(
             0xBF58476D1CE4E5B9
         )
         z = lines.astype(np.uint64) + x
@@ -82,11 +93,12 @@ def label_codes(labels: pd.Series) -> np.ndarray:
 
 
 def read_keys(part: StorePart, seed: int) -> pd.DataFrame:
-    table = pq.read_table(part.path, columns=[LABEL_COLUMN, LINE_COLUMN]).to_pandas()
+    label = get_dataset(part.dataset).label_column
+    table = pq.read_table(part.path, columns=[label, LINE_COLUMN]).to_pandas()
     return pd.DataFrame(
         {
-            "label": label_codes(table[LABEL_COLUMN]),
-            "key": row_keys(seed, part.day, table[LINE_COLUMN].to_numpy()),
+            "label": label_codes(table[label]),
+            "key": row_keys(seed, part.number, table[LINE_COLUMN].to_numpy()),
         }
     )
 
@@ -126,12 +138,13 @@ def write_split_part(
     part: StorePart, number: int, seed: int, thresholds: dict[int, tuple[int, int]], out_dir: Path
 ) -> pd.DataFrame:
     """Encode one store part and write its rows to their splits; return counts per split and class."""
+    spec = get_dataset(part.dataset)
     frame = pq.read_table(part.path).to_pandas()
-    labels = label_codes(frame[LABEL_COLUMN])
-    splits = assign_splits(labels, row_keys(seed, part.day, frame[LINE_COLUMN].to_numpy()), thresholds)
-    rows = encode_features(frame)
+    labels = label_codes(frame[spec.label_column])
+    splits = assign_splits(labels, row_keys(seed, part.number, frame[LINE_COLUMN].to_numpy()), thresholds)
+    rows = encode_spec_features(frame, spec)
     rows["label"] = labels
-    rows["day"] = np.int32(part.day.toordinal())
+    rows["partition"] = np.uint32(part.number)
     rows[LINE_COLUMN] = frame[LINE_COLUMN].to_numpy(dtype=np.int64)
     attack = labels != CLASS_NAMES.index(NORMAL)
     name = f"part-{number:05d}.parquet"
@@ -154,7 +167,8 @@ class SplitResult:
 
     folder: str
     key: str
-    days: dict[str, str]  # day -> sha256 of its source file
+    dataset: str
+    partitions: dict[str, str]  # partition folder -> sha256 of its source file
     counts: dict[str, dict[str, int]]  # split -> class -> rows
     reused: bool = False
 
@@ -162,24 +176,34 @@ class SplitResult:
         return sorted(str(p) for p in (Path(self.folder) / split).glob("part-*.parquet"))
 
 
-def split_key(hashes: dict[str, str], cfg: SplitConfig) -> str:
-    """Content address of a split: the days' file hashes, the config and the code version."""
+def split_key(hashes: dict[str, str], cfg: SplitConfig, spec: DatasetSpec) -> str:
+    """Content address of a split: the files' hashes, the config, the schema and the code version."""
     material = json.dumps(
-        {"days": hashes, "config": cfg.model_dump(), "schema": SCHEMA_VERSION, "code": SPLIT_CODE_VERSION},
+        {
+            "partitions": hashes,
+            "config": cfg.model_dump(),
+            "schema": spec.schema_version,
+            "code": SPLIT_CODE_VERSION,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 def split_store(
-    store: Path, days: list[date] | None, cfg: SplitConfig, out_root: Path, client: Client
+    store: Path,
+    partitions: list[str] | None,
+    cfg: SplitConfig,
+    out_root: Path,
+    client: Client,
+    spec: DatasetSpec,
 ) -> SplitResult:
-    """Split the chosen days into train/validation/test folders under `out_root`, or reuse them.
+    """Split the chosen partitions into train/validation/test folders under `out_root`, or reuse them.
 
-    A finished split of the same days (same sha256s) and config is reused as it is.
+    A finished split of the same partitions (same sha256s) and config is reused as it is.
     """
-    parts, hashes = select_store_parts(store, days)
-    key = split_key(hashes, cfg)
+    parts, hashes = select_store_parts(store, partitions, spec)
+    key = split_key(hashes, cfg, spec)
     folder = out_root / f"split-{key}"
     if (folder / DONE_MARKER).exists():
         manifest = json.loads((folder / SPLIT_MANIFEST).read_text())
@@ -206,7 +230,7 @@ def split_store(
     )
     totals = client.compute(writes, sync=True).groupby("split").sum()
     counts = {split: {c: int(totals.loc[split, c]) for c in CLASS_NAMES} for split in SPLITS}
-    result = SplitResult(folder=str(folder), key=key, days=hashes, counts=counts)
+    result = SplitResult(folder=str(folder), key=key, dataset=spec.name, partitions=hashes, counts=counts)
     manifest = {**asdict(result), "thresholds": {CLASS_NAMES[c]: list(t) for c, t in thresholds.items()}}
     manifest.pop("reused")
     (folder / SPLIT_MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -216,8 +240,13 @@ def split_store(
 
 @task(name="split", retries=1, retry_delay_seconds=2)
 def split_store_task(
-    store: Path, days: list[date] | None, cfg: SplitConfig, out_root: Path, dask_address: str
+    store: Path,
+    partitions: list[str] | None,
+    cfg: SplitConfig,
+    out_root: Path,
+    dask_address: str,
+    dataset: str,
 ) -> SplitResult:
-    """Prefect task: the split, reused when the days and the config are unchanged."""
+    """Prefect task: the split, reused when the partitions and the config are unchanged."""
     with Client(dask_address, set_as_default=False) as client:
-        return split_store(store, days, cfg, out_root, client)
+        return split_store(store, partitions, cfg, out_root, client, get_dataset(dataset))

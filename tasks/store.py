@@ -1,17 +1,21 @@
-"""The Parquet store of firewall days: layout, per-day locks and atomic day replacement.
+"""The Parquet store: layout, per-partition locks and atomic partition replacement.
 
-Layout::
+A store holds one dataset (named in `_dataset.json`); a partition is one ingested file, named
+by its dataset's spec (`day=2020-12-03` for ZYELL, `file=KDDTrain+` for NSL-KDD). Layout::
 
-    STORE/day=2020-12-03/part-00000.parquet ...   valid rows (hive partition `day`)
-    STORE/day=2020-12-03/_report.json             the ingest report of that version
-    STORE/_quarantine/day=2020-12-03/part-*.parquet  rejected rows with their reasons
-    STORE/.staging/ .journal/ .trash/ .locks/     bookkeeping, ignored by readers
+    STORE/_dataset.json                            which dataset the store holds
+    STORE/day=2020-12-03/part-00000.parquet ...    valid rows (hive partition)
+    STORE/day=2020-12-03/_report.json              the ingest report of that version
+    STORE/_quarantine/day=2020-12-03/part-*.parquet   rejected rows with their reasons
+    STORE/_out_of_scope/day=2020-12-03/part-*.parquet valid rows whose label is outside the five classes
+    STORE/.staging/ .journal/ .trash/ .locks/      bookkeeping, ignored by readers
 
-A day is replaced in three steps: (1) the new version is written under `.staging`; (2) a
-journal naming the staged and live folders is written and renamed into place, which is the
-commit point; (3) the live folders move to `.trash` and the staged ones take their place.
-`recover_day` rolls a committed journal forward and deletes uncommitted staging, so a crash
-at any point leaves either the previous version or the new one, never a mix. Readers skip
+Functions here take the partition's folder name (`part`). A partition is replaced in three
+steps: (1) the new version is written under `.staging`; (2) a journal naming the staged and
+live folders is written and renamed into place, which is the commit point; (3) the live
+folders move to `.trash` and the staged ones take their place. `recover_part` rolls a
+committed journal forward and deletes uncommitted staging, so a crash at any point leaves
+either the previous version or the new one, never a mix. Readers skip
 names that start with `_` or `.`.
 """
 
@@ -23,63 +27,93 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 QUARANTINE_DIR = "_quarantine"
+OUT_OF_SCOPE_DIR = "_out_of_scope"
+DATASET_FILE = "_dataset.json"
 REPORT_NAME = "_report.json"
 STAGING_DIR, JOURNAL_DIR, TRASH_DIR, LOCKS_DIR = ".staging", ".journal", ".trash", ".locks"
 
 
-def day_dir(store: Path, day: date) -> Path:
-    return store / f"day={day.isoformat()}"
+class StoreError(ValueError):
+    """The store holds another dataset, or not what was asked for."""
 
 
-def quarantine_dir(store: Path, day: date) -> Path:
-    return store / QUARANTINE_DIR / f"day={day.isoformat()}"
+def part_dir(store: Path, part: str) -> Path:
+    return store / part
 
 
-def read_report(store: Path, day: date) -> dict | None:
-    """The report of the live version of `day`, or None if the day is not in the store."""
-    path = day_dir(store, day) / REPORT_NAME
+def quarantine_dir(store: Path, part: str) -> Path:
+    return store / QUARANTINE_DIR / part
+
+
+def out_of_scope_dir(store: Path, part: str) -> Path:
+    return store / OUT_OF_SCOPE_DIR / part
+
+
+def claim_store(store: Path, dataset: str) -> None:
+    """Mark a new store as holding `dataset`, or check that it does."""
+    store.mkdir(parents=True, exist_ok=True)
+    marker = store / DATASET_FILE
+    if not marker.exists():
+        tmp = store / f".{DATASET_FILE}.{uuid.uuid4().hex}"
+        tmp.write_text(json.dumps({"dataset": dataset}))
+        os.replace(tmp, marker)
+    check_store(store, dataset)
+
+
+def check_store(store: Path, dataset: str) -> None:
+    """Raise unless `store` holds `dataset` (a store from before datasets holds ZYELL)."""
+    marker = store / DATASET_FILE
+    held = json.loads(marker.read_text())["dataset"] if marker.exists() else "zyell"
+    if held != dataset:
+        raise StoreError(f"{store} holds dataset {held!r}, not {dataset!r}; use another store")
+
+
+def read_report(store: Path, part: str) -> dict | None:
+    """The report of the live version of `part`, or None if it is not in the store."""
+    path = part_dir(store, part) / REPORT_NAME
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def stored_days(store: Path) -> list[date]:
-    return sorted(date.fromisoformat(p.name.removeprefix("day=")) for p in store.glob("day=*") if p.is_dir())
+def stored_parts(store: Path) -> list[str]:
+    """The partition folders of the store, in name order (for days: oldest first)."""
+    return sorted(p.name for p in store.glob("*=*") if p.is_dir() and p.name[0] not in "._")
 
 
-def last_labelled_days(store: Path, count: int | None) -> list[date] | None:
-    """The `count` most recent labelled days of the store (None: let the split take them all)."""
+def last_labelled_parts(store: Path, count: int | None) -> list[str] | None:
+    """The `count` last labelled partitions of the store (None: let the split take them all)."""
     if count is None:
         return None
-    labelled = [day for day in stored_days(store) if (read_report(store, day) or {}).get("classes")]
+    labelled = [part for part in stored_parts(store) if (read_report(store, part) or {}).get("classes")]
     return labelled[-count:]
 
 
 @dataclass(frozen=True)
 class Stage:
-    """Where a new version of one day is written before it is swapped in."""
+    """Where a new version of one partition is written before it is swapped in."""
 
     root: Path
     data: Path
     quarantine: Path
+    out_of_scope: Path
 
 
-def new_stage(store: Path, day: date) -> Stage:
-    root = store / STAGING_DIR / f"{day.isoformat()}-{uuid.uuid4().hex}"
-    stage = Stage(root=root, data=root / "data", quarantine=root / "quarantine")
-    stage.data.mkdir(parents=True)
-    stage.quarantine.mkdir(parents=True)
+def new_stage(store: Path, part: str) -> Stage:
+    root = store / STAGING_DIR / f"{part}-{uuid.uuid4().hex}"
+    stage = Stage(root, root / "data", root / "quarantine", root / "out_of_scope")
+    for folder in (stage.data, stage.quarantine, stage.out_of_scope):
+        folder.mkdir(parents=True)
     return stage
 
 
 @contextmanager
-def day_lock(store: Path, day: date) -> Iterator[None]:
-    """One writer per day, across threads and processes."""
+def part_lock(store: Path, part: str) -> Iterator[None]:
+    """One writer per partition, across threads and processes."""
     locks = store / LOCKS_DIR
     locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{day.isoformat()}.lock", "w") as handle:
+    with open(locks / f"{part}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -87,18 +121,19 @@ def day_lock(store: Path, day: date) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def journal_path(store: Path, day: date) -> Path:
-    return store / JOURNAL_DIR / f"{day.isoformat()}.json"
+def journal_path(store: Path, part: str) -> Path:
+    return store / JOURNAL_DIR / f"{part}.json"
 
 
-def write_journal(store: Path, day: date, stage: Stage) -> None:
+def write_journal(store: Path, part: str, stage: Stage) -> None:
     """The commit point: once this file exists, the staged version wins."""
     moves = [
-        [str(stage.data), str(day_dir(store, day))],
-        [str(stage.quarantine), str(quarantine_dir(store, day))],
+        [str(stage.data), str(part_dir(store, part))],
+        [str(stage.quarantine), str(quarantine_dir(store, part))],
+        [str(stage.out_of_scope), str(out_of_scope_dir(store, part))],
     ]
     entry = {"stage": str(stage.root), "trash": str(store / TRASH_DIR / stage.root.name), "moves": moves}
-    path = journal_path(store, day)
+    path = journal_path(store, part)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as handle:
@@ -108,9 +143,9 @@ def write_journal(store: Path, day: date, stage: Stage) -> None:
     os.replace(tmp, path)
 
 
-def apply_journal(store: Path, day: date) -> bool:
+def apply_journal(store: Path, part: str) -> bool:
     """Swap the staged folders of a committed journal in; safe to repeat after a crash."""
-    path = journal_path(store, day)
+    path = journal_path(store, part)
     if not path.exists():
         return False
     entry = json.loads(path.read_text())
@@ -130,27 +165,31 @@ def apply_journal(store: Path, day: date) -> bool:
     return True
 
 
-def recover_day(store: Path, day: date) -> None:
-    """Finish a committed swap of `day`, and drop staging that never reached its commit point.
+def recover_part(store: Path, part: str) -> None:
+    """Finish a committed swap of `part`, and drop staging that never reached its commit point.
 
-    Call with the day's lock held.
+    Call with the partition's lock held.
     """
-    apply_journal(store, day)
-    for leftover in (store / STAGING_DIR).glob(f"{day.isoformat()}-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    apply_journal(store, part)
+    for leftover in (store / STAGING_DIR).glob(f"{glob_escape(part)}-*"):
+        if leftover.name.rsplit("-", 1)[0] == part:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
 
 
 def recover_store(store: Path) -> None:
-    """Recover every day that has a journal or leftover staging."""
+    """Recover every partition that has a journal or leftover staging."""
     pending = {p.stem for p in (store / JOURNAL_DIR).glob("*.json")}
-    pending |= {p.name[:10] for p in (store / STAGING_DIR).glob("*-*")}
-    for name in sorted(pending):
-        day = date.fromisoformat(name)
-        with day_lock(store, day):
-            recover_day(store, day)
+    pending |= {p.name.rsplit("-", 1)[0] for p in (store / STAGING_DIR).glob("*-*")}
+    for part in sorted(pending):
+        with part_lock(store, part):
+            recover_part(store, part)
 
 
-def commit_stage(store: Path, day: date, stage: Stage) -> None:
-    """Make the staged version of `day` the live one. Call with the day's lock held."""
-    write_journal(store, day, stage)
-    apply_journal(store, day)
+def commit_stage(store: Path, part: str, stage: Stage) -> None:
+    """Make the staged version of `part` the live one. Call with its lock held."""
+    write_journal(store, part, stage)
+    apply_journal(store, part)

@@ -25,7 +25,7 @@ import tensorflow as tf
 from prefect import task
 from prefect.exceptions import MissingContextError
 
-from schemas.firewall import ATTACK_NAMES, CLASS_NAMES, FEATURE_COLUMNS
+from schemas.firewall import ATTACK_NAMES, CLASS_NAMES
 from schemas.training import TrainConfig
 from tasks.metrics import class_scores
 from tasks.preprocess import Preprocessing
@@ -92,10 +92,10 @@ def configure_tensorflow(threads: int | None = None) -> None:
         logging.getLogger(__name__).debug("TensorFlow already initialised; thread pools unchanged")
 
 
-def build_net(spec: NetSpec, config: TrainConfig) -> keras.Model:
-    """The dense net shared by all three: 17 -> hidden layers (ReLU, dropout) -> outputs."""
+def build_net(spec: NetSpec, config: TrainConfig, features: int) -> keras.Model:
+    """The dense net shared by all three: features -> hidden layers (ReLU, dropout) -> outputs."""
     seed = config.seed * 100 + spec.seed_offset
-    inputs = keras.Input(shape=(len(FEATURE_COLUMNS),), name="features")
+    inputs = keras.Input(shape=(features,), name="features")
     x = inputs
     for index, units in enumerate(config.hidden_units):
         x = keras.layers.Dense(
@@ -127,15 +127,15 @@ def iterate_batches(
     groups = [(path, g) for path in files for g in range(pq.ParquetFile(path).num_row_groups)]
     if rng is not None:
         groups = [groups[i] for i in rng.permutation(len(groups))]
-    columns = [*FEATURE_COLUMNS, "label"]
-    carry_x, carry_y = np.empty((0, len(FEATURE_COLUMNS)), np.float32), np.empty(0, np.float32)
+    columns = [*prep.features, "label"]
+    carry_x, carry_y = np.empty((0, len(prep.features)), np.float32), np.empty(0, np.float32)
     for start in range(0, len(groups), ROW_GROUPS_PER_SHUFFLE):
         window = [
             pq.ParquetFile(p).read_row_group(g, columns=columns)
             for p, g in groups[start : start + ROW_GROUPS_PER_SHUFFLE]
         ]
         x = np.concatenate(
-            [np.column_stack([t[c].to_numpy() for c in FEATURE_COLUMNS]) for t in window if t.num_rows]
+            [np.column_stack([t[c].to_numpy() for c in prep.features]) for t in window if t.num_rows]
         )
         y = np.concatenate([spec.targets(t["label"].to_numpy()) for t in window if t.num_rows])
         if rng is not None:
@@ -161,7 +161,7 @@ def make_dataset(
         rng = None if seed is None else np.random.default_rng([seed, next(epochs)])
         yield from iterate_batches(files, spec, prep, batch_size, rng)
 
-    signature = (tf.TensorSpec((None, len(FEATURE_COLUMNS)), tf.float32), tf.TensorSpec((None,), target))
+    signature = (tf.TensorSpec((None, len(prep.features)), tf.float32), tf.TensorSpec((None,), target))
     batches = -(-sum(pq.ParquetFile(path).metadata.num_rows for path in files) // batch_size)
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(2)
@@ -246,7 +246,7 @@ def train_net(
     epochs = getattr(config, name).epochs
     counts = spec.class_counts(split.counts["train"])
     weights = class_weights(counts)
-    model = build_net(spec, config)
+    model = build_net(spec, config, len(prep.features))
     seed = config.seed * 100 + spec.seed_offset
     train = make_dataset(split.files(spec.train_split), spec, prep, config.batch_size, seed)
     validation = make_dataset(split.files(spec.validation_split), spec, prep, config.batch_size, None)
