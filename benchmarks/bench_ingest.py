@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow.csv as pacsv
 
 from benchmarks.measure import PeakTreeRss
+from schemas.datasets import ZYELL
 from schemas.generation import get_preset
 from tasks.cluster import dask_client
 from tasks.generate import generate_dataset
@@ -45,7 +46,7 @@ def ingest(paths: list[Path], store: Path, client=None) -> None:
     if client is None:
         with dask_client() as own:
             return ingest(paths, store, own)
-    for outcome in ingest_files(paths, store, client):
+    for outcome in ingest_files(paths, store, client, ZYELL):
         assert outcome.report and outcome.report.balanced, outcome
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from schemas.firewall import FEATURE_COLUMNS
+from schemas.datasets import ZYELL
 from schemas.training import NetConfig, TrainConfig
 from tasks.cluster import dask_client
 from tasks.preprocess import Preprocessing, fit_preprocessing
@@ -31,13 +31,13 @@ from tasks.train import NETS, build_net, class_weights, configure_tensorflow, ma
 
 def prepare(store: Path, work: Path, config: TrainConfig) -> tuple[SplitResult, Preprocessing]:
     with dask_client() as client:
-        split = split_store(store, None, config.split, work / "splits", client)
-        return split, fit_preprocessing(split.files("train"), config.clip, client)
+        split = split_store(store, None, config.split, work / "splits", client, ZYELL)
+        return split, fit_preprocessing(split.files("train"), config.clip, client, ZYELL)
 
 
 def in_memory(files: list[str], name: str, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
-    table = pq.read_table(files, columns=[*FEATURE_COLUMNS, "label"])
-    x = prep.transform(np.column_stack([table[c].to_numpy() for c in FEATURE_COLUMNS]))
+    table = pq.read_table(files, columns=[*prep.features, "label"])
+    x = prep.transform(np.column_stack([table[c].to_numpy() for c in prep.features]))
     return x, NETS[name].targets(table["label"].to_numpy())
 
 
@@ -51,7 +51,7 @@ def epoch_seconds(
     x, y = in_memory(files, name, prep)
     timings: dict = {"rows": len(y)}
     for mode in ("stream", "memory"):
-        model = build_net(spec, config)
+        model = build_net(spec, config, len(prep.features))
         data = make_dataset(files, spec, prep, config.batch_size, 1) if mode == "stream" else None
         per_epoch = []
         for _ in range(epochs + 1):

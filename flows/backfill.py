@@ -1,16 +1,18 @@
-"""Backfill flow: ingest every day file of a folder into the store, one task per day."""
+"""Backfill flow: ingest every data file of a folder into the store, one task per file."""
 
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from schemas.datasets import DEFAULT_DATASET, get_dataset
 from tasks.cluster import dask_client
-from tasks.ingest import backfill_row, ingest_day, select_day_files
+from tasks.ingest import backfill_row, ingest_partition, select_files
+from tasks.store import claim_store
 
 
 class BackfillFailed(RuntimeError):
-    """Some days could not be ingested; the others landed."""
+    """Some files could not be ingested; the others landed."""
 
 
 @flow(name="backfill")
@@ -21,18 +23,21 @@ def backfill(
     until: str | None = None,
     force: bool = False,
     dask_address: str | None = None,
+    dataset: str = DEFAULT_DATASET,
 ) -> list[dict]:
-    """Ingest the day files of `source` (MMDD in [since, until]) concurrently.
+    """Ingest the data files of `source` (for ZYELL: MMDD in [since, until]) concurrently.
 
-    Days whose stored version came from the same file (sha256) are skipped unless `force`.
-    One bad day fails only its own task; the flow then ends Failed, naming it.
+    Partitions whose stored version came from the same file (sha256) are skipped unless
+    `force`. One bad file fails only its own task; the flow then ends Failed, naming it.
     """
     logger = get_run_logger()
-    paths = select_day_files(Path(source), since, until)
-    logger.info("backfill of %d day files from %s into %s", len(paths), source, store)
+    spec = get_dataset(dataset)
+    paths = select_files(Path(source), spec, since, until)
+    logger.info("backfill of %d %s files from %s into %s", len(paths), dataset, source, store)
+    claim_store(Path(store), dataset)
     with dask_client(dask_address) as client:
         address = client.scheduler.address
-        futures = [ingest_day.submit(path, Path(store), address, force) for path in paths]
+        futures = [ingest_partition.submit(path, Path(store), address, dataset, force) for path in paths]
         results = [future.result(raise_on_failure=False) for future in futures]
     rows = [backfill_row(path, result) for path, result in zip(paths, results, strict=True)]
     create_table_artifact(rows, key="backfill-summary", description=f"Backfill of {source} into {store}")

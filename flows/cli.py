@@ -5,13 +5,13 @@ processes start by importing this entry point again, and should not pay for them
 """
 
 import os
-from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from schemas.datasets import DatasetSpec, PartitionError, get_dataset
 from schemas.firewall import CLASS_NAMES
 from schemas.generation import TrafficConfig, get_preset
 from schemas.runtime import DASK_ADDRESS_ENV
@@ -31,9 +31,20 @@ class PresetChoice(StrEnum):
     full = "full"
 
 
+class DatasetChoice(StrEnum):
+    zyell = "zyell"
+    nsl_kdd = "nsl-kdd"
+
+
+DatasetOption = Annotated[
+    DatasetChoice,
+    typer.Option(help="The input format: ZYELL firewall days, or NSL-KDD text files (5-class subset)."),
+]
+
+
 @app.callback()
 def _root() -> None:
-    """Network anomaly detection by model fusion, on ZYELL-format firewall logs."""
+    """Network anomaly detection by model fusion, on ZYELL-format firewall logs or NSL-KDD."""
 
 
 def format_counts_table(rows: list[tuple[str, str, int, dict[str, int]]]) -> str:
@@ -98,23 +109,37 @@ DaskOption = Annotated[
 
 @app.command()
 def ingest(
-    files: Annotated[list[Path], typer.Argument(help="Day files, named MMDD_firewall.csv.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Data files: ZYELL days named MMDD_firewall.csv, or NSL-KDD .txt files."),
+    ],
     store: StoreOption,
-    day: Annotated[
-        str | None, typer.Option(help="YYYY-MM-DD, for a single file whose name does not tell it.")
+    partition: Annotated[
+        str | None,
+        typer.Option(
+            "--partition",
+            "--day",
+            help="For a single file: its partition (ZYELL: the day, YYYY-MM-DD), if the name lacks it.",
+        ),
     ] = None,
+    dataset: DatasetOption = DatasetChoice.zyell,
     dask_address: DaskOption = None,
 ) -> None:
-    """Validate day files and write them to the store; bad rows go to quarantine with the reason."""
+    """Validate data files and write them to the store; bad rows go to quarantine with the reason,
+    rows with labels outside the five classes are set aside as out of scope."""
     from tasks.cluster import dask_client
     from tasks.ingest import ingest_files
+    from tasks.store import StoreError
 
-    if day is not None and len(files) > 1:
-        raise typer.BadParameter("--day applies to a single file", param_hint="--day")
-    the_day = date.fromisoformat(day) if day else None
+    if partition is not None and len(files) > 1:
+        raise typer.BadParameter("--partition applies to a single file", param_hint="--partition")
     failures = 0
     with dask_client(dask_address) as client:
-        for outcome in ingest_files(files, store, client, day=the_day):
+        try:
+            outcomes = list(ingest_files(files, store, client, get_dataset(dataset), partition))
+        except StoreError as error:
+            raise typer.BadParameter(str(error), param_hint="--store") from error
+        for outcome in outcomes:
             if outcome.report:
                 typer.echo(outcome.report.summary())
             else:
@@ -126,56 +151,73 @@ def ingest(
 
 @app.command()
 def backfill(
-    source: Annotated[Path, typer.Argument(help="Folder of MMDD_firewall.csv day files.")],
+    source: Annotated[
+        Path, typer.Argument(help="Folder of data files (ZYELL: MMDD_firewall.csv; NSL-KDD: *.txt).")
+    ],
     store: StoreOption,
-    since: Annotated[str | None, typer.Option(help="First day, MMDD.")] = None,
+    since: Annotated[str | None, typer.Option(help="ZYELL: first day, MMDD.")] = None,
     until: Annotated[
-        str | None, typer.Option(help="Last day, MMDD (before --since: wraps the year).")
+        str | None, typer.Option(help="ZYELL: last day, MMDD (before --since: wraps the year).")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Re-ingest days whose file is unchanged.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Re-ingest files that are unchanged.")] = False,
+    dataset: DatasetOption = DatasetChoice.zyell,
     dask_address: DaskOption = None,
 ) -> None:
-    """Prefect flow: ingest every new or changed day of SOURCE_DIR, concurrently."""
+    """Prefect flow: ingest every new or changed file of SOURCE_DIR, concurrently."""
     from flows.backfill import backfill as backfill_flow
 
-    state = backfill_flow(source, store, since, until, force, dask_address, return_state=True)
+    state = backfill_flow(source, store, since, until, force, dask_address, dataset.value, return_state=True)
     rows = state.result(raise_on_failure=False)
     if state.is_failed():
         typer.echo(f"backfill failed: {rows}", err=True)
         raise typer.Exit(code=1)
     for row in rows:
         typer.echo(
-            f"{row['file']}: day={row['day']} rows={row['rows']:,} kept={row['kept']:,} "
-            f"quarantined={row['quarantined']:,} {row['status']}"
+            f"{row['file']}: {row['partition']} rows={row['rows']:,} kept={row['kept']:,} "
+            f"quarantined={row['quarantined']:,} out_of_scope={row['out_of_scope']:,} {row['status']}"
         )
 
 
-def parse_days(text: str | None) -> list[date] | None:
+def parse_partitions(text: str | None, spec: DatasetSpec) -> list[str] | None:
+    """`2020-12-03,2020-12-04` (ZYELL days) or `KDDTrain+` (NSL-KDD file stems) as store folders."""
     if not text:
         return None
     try:
-        return [date.fromisoformat(part.strip()) for part in text.split(",")]
-    except ValueError as error:
-        raise typer.BadParameter(
-            f"{text!r}: give days as YYYY-MM-DD[,YYYY-MM-DD...]", param_hint="--days"
-        ) from error
+        return [spec.partition_folder(spec.normalise_partition(part.strip())) for part in text.split(",")]
+    except PartitionError as error:
+        raise typer.BadParameter(str(error), param_hint="--partitions") from error
 
 
 @app.command()
 def train(
     store: StoreOption,
-    days: Annotated[str | None, typer.Option(help="YYYY-MM-DD,... (default: every labelled day).")] = None,
+    partitions: Annotated[
+        str | None,
+        typer.Option(
+            "--partitions",
+            "--days",
+            help="Comma-separated: ZYELL days YYYY-MM-DD or NSL-KDD file stems (default: all labelled).",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="A TrainConfig JSON file (default: the paper's).")
     ] = None,
     out: Annotated[Path, typer.Option(help="Where splits, preprocessing and runs go.")] = Path("artifacts"),
+    dataset: DatasetOption = DatasetChoice.zyell,
     dask_address: DaskOption = None,
 ) -> None:
     """Prefect flow: split, preprocess, train the three nets side by side, save both predictors."""
     from flows.train import train as train_flow
     from schemas.training import TrainConfig
+    from tasks.store import StoreError, check_store
 
-    summary = train_flow(store, parse_days(days), TrainConfig.from_file(config), out, dask_address)
+    spec = get_dataset(dataset)
+    try:
+        check_store(store, spec.name)
+    except StoreError as error:
+        raise typer.BadParameter(str(error), param_hint="--dataset") from error
+    parts = parse_partitions(partitions, spec)
+    summary = train_flow(store, parts, TrainConfig.from_file(config), out, dask_address, spec.name)
     typer.echo(f"run folder: {summary['run_dir']}")
     for name, net in summary["nets"].items():
         typer.echo(f"  {name:8s} {net['epochs_run']:4d} epochs  {net['seconds']:8.1f} s  ({net['path']})")
@@ -188,7 +230,8 @@ def train(
     )
     tracking = summary["tracking"]
     typer.echo(
-        f"\nMLflow run {tracking['run_id']} ({tracking['tracking_uri']}); model {tracking['version']} "
+        f"\nMLflow run {tracking['run_id']} ({tracking['tracking_uri']}); "
+        f"model {tracking['model_name']} version {tracking['version']} "
         f"{tracking['gate.decision']}: validation criterion {tracking['gate.new_criterion']:.4f} "
         f"vs champion {tracking['gate.champion_criterion']}"
     )
@@ -196,31 +239,43 @@ def train(
 
 @app.command()
 def score(
-    files: Annotated[list[Path], typer.Argument(help="Day files to score, MMDD_firewall.csv.")],
-    out: Annotated[Path, typer.Option(help="Folder for predictions, quarantine and summaries.")],
+    files: Annotated[list[Path], typer.Argument(help="Data files to score, labelled or not.")],
+    out: Annotated[Path, typer.Option(help="Folder for predictions, quarantine and summaries.")] = Path(
+        "scores"
+    ),
     model: Annotated[
-        str, typer.Option(help="A predictor folder or an MLflow model URI.")
-    ] = "models:/nad-fusion@champion",
+        str | None,
+        typer.Option(help="A predictor folder or an MLflow model URI (default: the dataset's champion)."),
+    ] = None,
     truth: Annotated[
         Path | None, typer.Option(help="Folder of truth files with the same names (else: a label column).")
     ] = None,
+    dataset: DatasetOption = DatasetChoice.zyell,
 ) -> None:
-    """Validate and score day files chunk by chunk; with labels, also compute and log the metrics."""
+    """Validate and score data files chunk by chunk; with labels, also compute and log the metrics."""
     from tasks.score import resolve_predictor, score_file
     from tasks.tracking import HEADLINE, log_evaluation_run
 
+    spec = get_dataset(dataset)
+    model = model or f"models:/{spec.model_name}@champion"
     predictor = resolve_predictor(model)
+    if predictor.preprocessing.dataset != spec.name:
+        raise typer.BadParameter(
+            f"{model} was trained on {predictor.preprocessing.dataset}, not {spec.name}", param_hint="--model"
+        )
     for path in files:
         truth_file = truth / path.name if truth and (truth / path.name).exists() else None
         report = score_file(path, predictor, out, truth_file, model)
         predicted = ", ".join(f"{k} {v:,}" for k, v in report.predicted.items() if v)
         typer.echo(
             f"{path.name}: read {report.rows_read:,} = kept {report.rows_kept:,} + quarantined "
-            f"{report.rows_quarantined:,}; predicted {predicted}; {report.rows_per_second:,.0f} rows/s"
+            f"{report.rows_quarantined:,} + out of scope {report.rows_out_of_scope:,}; "
+            f"predicted {predicted}; {report.rows_per_second:,.0f} rows/s"
         )
         if report.metrics:
             figures = {f"score.{predictor.kind}.{k}": report.metrics[k] for k in HEADLINE}
-            run_id = log_evaluation_run(f"score-{path.stem}", {"file": str(path), "model": model}, figures)
+            params = {"file": str(path), "model": model, "data.dataset": spec.name}
+            run_id = log_evaluation_run(f"score-{path.stem}", params, figures)
             typer.echo(
                 "  "
                 + "  ".join(f"{k} {report.metrics[k]:.4f}" for k in HEADLINE)
@@ -231,38 +286,42 @@ def score(
 @app.command()
 def evaluate(
     predictions: Annotated[Path, typer.Argument(help="A folder of *.predictions.parquet from nad score.")],
-    truth: Annotated[Path, typer.Option(help="Folder of truth files (MMDD_firewall.csv).")],
+    truth: Annotated[Path, typer.Option(help="Folder of truth files named like the scored files.")],
+    dataset: DatasetOption = DatasetChoice.zyell,
 ) -> None:
-    """Score existing predictions against truth files: per day, and over all days."""
+    """Score existing predictions against truth files: per file, and over all files."""
     from tasks.score import evaluate_prediction_folder
 
     try:
-        per_file, overall = evaluate_prediction_folder(predictions, truth)
+        per_file, overall = evaluate_prediction_folder(predictions, truth, get_dataset(dataset))
     except FileNotFoundError as error:
         raise typer.BadParameter(str(error), param_hint="PREDICTIONS") from error
     keys = ("precision", "recall", "f1", "fbeta", "far", "criterion")
-    for name, figures in [*per_file.items(), ("all days", overall)]:
+    for name, figures in [*per_file.items(), ("all files", overall)]:
         typer.echo(f"{name}: " + "  ".join(f"{k} {figures[k]:.4f}" for k in keys))
 
 
 @app.command()
 def pipeline(
-    source: Annotated[Path, typer.Option(help="Folder of MMDD_firewall.csv day files.")],
+    source: Annotated[Path, typer.Option(help="Folder of data files (ZYELL: MMDD_firewall.csv).")],
     store: StoreOption,
-    last_days: Annotated[int | None, typer.Option(help="Train on the K most recent labelled days.")] = None,
+    last_days: Annotated[
+        int | None, typer.Option(help="Train on the K last labelled partitions (ZYELL: most recent days).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where splits, runs and scores go.")] = Path("artifacts"),
     config: Annotated[Path | None, typer.Option(help="A TrainConfig JSON file.")] = None,
     score: Annotated[
         bool, typer.Option("--score", help="Score SOURCE's unlabelled days with the champion.")
     ] = False,
-    truth: Annotated[Path | None, typer.Option(help="Truth files for the scored days.")] = None,
+    truth: Annotated[Path | None, typer.Option(help="Truth files for the scored files.")] = None,
+    dataset: DatasetOption = DatasetChoice.zyell,
     dask_address: DaskOption = None,
 ) -> None:
     """Prefect flow: backfill, train, evaluate, register through the gate, and optionally score."""
     from flows.pipeline import pipeline as pipeline_flow
     from tasks.tracking import comparison_table
 
-    result = pipeline_flow(source, store, last_days, out, config, score, truth, dask_address)
+    result = pipeline_flow(source, store, last_days, out, config, score, truth, dask_address, dataset.value)
     training = result["training"]
     typer.echo(comparison_table(training["evaluations"]))
     tracking = training["tracking"]

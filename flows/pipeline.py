@@ -13,9 +13,10 @@ from prefect.artifacts import create_markdown_artifact
 from flows.backfill import backfill
 from flows.score import score_days
 from flows.train import train
+from schemas.datasets import DEFAULT_DATASET, get_dataset
 from schemas.training import TrainConfig
-from tasks.score import unlabelled_day_files
-from tasks.store import last_labelled_days
+from tasks.score import unlabelled_files
+from tasks.store import last_labelled_parts
 from tasks.tracking import pipeline_report
 
 
@@ -29,15 +30,19 @@ def pipeline(
     score: bool = False,
     truth: Path | None = None,
     dask_address: str | None = None,
+    dataset: str = DEFAULT_DATASET,
 ) -> dict:
-    """Backfill `source` into `store`, train on the last `last_days` labelled days, and with
-    `score`, score the unlabelled day files of `source` with the new champion."""
-    ingested = backfill(Path(source), Path(store), dask_address=dask_address)
-    days = last_labelled_days(Path(store), last_days)
-    summary = train(Path(store), days, TrainConfig.from_file(config_file), Path(out), dask_address)
+    """Backfill `source` into `store`, train on the last `last_days` labelled partitions, and
+    with `score`, score the unlabelled files of `source` with the new champion."""
+    spec = get_dataset(dataset)
+    ingested = backfill(Path(source), Path(store), dask_address=dask_address, dataset=dataset)
+    parts = last_labelled_parts(Path(store), last_days)
+    config = TrainConfig.from_file(config_file)
+    summary = train(Path(store), parts, config, Path(out), dask_address, dataset)
     scored = []
     if score:
-        files = unlabelled_day_files(Path(source))
-        scored = score_days(files, "models:/nad-fusion@champion", Path(out) / "scores", truth)
+        files = unlabelled_files(Path(source), spec)
+        model = f"models:/{spec.model_name}@champion"
+        scored = score_days(files, model, Path(out) / "scores", truth)
     create_markdown_artifact(pipeline_report(ingested, summary, scored), key="pipeline-report")
     return {"backfill": ingested, "training": summary, "scores": scored}

@@ -1,4 +1,4 @@
-"""Scoring flow: score day files with a registered or saved model, one task per file."""
+"""Scoring flow: score data files with a registered or saved model, one task per file."""
 
 from pathlib import Path
 

@@ -4,11 +4,12 @@ evaluate and register subflows."""
 import json
 import os
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from schemas.datasets import DEFAULT_DATASET
 from schemas.training import TrainConfig
 from tasks.cluster import dask_client
 from tasks.evaluate import evaluate_predictors_task
@@ -42,27 +43,28 @@ def point_latest(run_dir: Path) -> None:
 @flow(name="train")
 def train(
     store: Path,
-    days: list[date] | None = None,
+    partitions: list[str] | None = None,
     config: TrainConfig | None = None,
     out: Path = Path("artifacts"),
     dask_address: str | None = None,
+    dataset: str = DEFAULT_DATASET,
 ) -> dict:
-    """Train the paper's nets on the chosen days of the store; return where everything went.
+    """Train the paper's nets on the chosen partitions (ZYELL: days) of the store; return where
+    everything went.
 
-    The split and the preprocessing are content-addressed by the days' sha256s and the
+    The split and the preprocessing are content-addressed by the files' sha256s and the
     config, so a re-run after a crash reuses them.
     """
     config = config or TrainConfig()
     logger = get_run_logger()
     configure_tensorflow()
     with dask_client(dask_address) as client:
+        address = client.scheduler.address
         split = split_store_task(
-            Path(store), days, config.split, Path(out) / "splits", client.scheduler.address
+            Path(store), partitions, config.split, Path(out) / "splits", address, dataset
         )
         prep_folder = Path(out) / "preprocessing" / f"{split.key}-clip{config.clip:g}"
-        prep_dir = fit_preprocessing_task(
-            split.files("train"), config.clip, prep_folder, client.scheduler.address
-        )
+        prep_dir = fit_preprocessing_task(split.files("train"), config.clip, prep_folder, address, dataset)
     logger.info("split %s (%s): %s", split.key, "reused" if split.reused else "new", split.counts)
     run_dir = Path(out) / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     if config.parallel:

@@ -1,8 +1,8 @@
-"""Predictors over raw firewall rows: the fused binary -> attack model, and the 5-class baseline.
+"""Predictors over raw rows: the fused binary -> attack model, and the 5-class baseline.
 
-Both take the schema's columns and return class names, so evaluation and scoring treat them
-alike. Both save to a folder of native `.keras` files plus JSON, and load with Keras'
-`safe_mode` on; nothing is unpickled.
+Both take the raw columns of their dataset (their preprocessing names it) and return class
+names, so evaluation and scoring treat them alike. Both save to a folder of native `.keras`
+files plus JSON, and load with Keras' `safe_mode` on; nothing is unpickled.
 """
 
 import json
@@ -32,7 +32,7 @@ def load_keras(path: Path):
 
 
 class Predictor:
-    """Raw firewall rows in, class names (and the attack probability) out."""
+    """Raw rows in, class names (and the attack probability) out."""
 
     kind = ""
     preprocessing: Preprocessing
@@ -45,7 +45,7 @@ class Predictor:
         return np.asarray(CLASS_NAMES, dtype=object)[codes], probability
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """Class names for raw firewall rows."""
+        """Class names for raw rows."""
         return self.predict_with_probability(frame)[0]
 
 

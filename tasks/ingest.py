@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 from distributed import Client
 from prefect import task
 
-from schemas.datasets import DEFAULT_DATASET, DatasetSpec, PartitionError, get_dataset
+from schemas.datasets import DEFAULT_DATASET, ZYELL, DatasetSpec, PartitionError, get_dataset
 from tasks.store import (
     REPORT_NAME,
     Stage,
@@ -101,7 +101,7 @@ def check_field_count(path: Path, first_line: bytes, spec: DatasetSpec) -> bool:
     )
 
 
-def scan_file(path: Path, spec: DatasetSpec, blocksize: int = DEFAULT_BLOCKSIZE) -> FileScan:
+def scan_file(path: Path, spec: DatasetSpec = ZYELL, blocksize: int = DEFAULT_BLOCKSIZE) -> FileScan:
     """Check the file as a whole and find block boundaries at line ends, in one pass."""
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
@@ -508,7 +508,8 @@ class IngestReport:
     def summary(self) -> str:
         top = ", ".join(f"{rule} x{n}" for rule, n in sorted(self.reasons.items(), key=lambda kv: -kv[1])[:3])
         return (
-            f"{Path(self.file).name} -> {self.partition}: {self.status}; read {self.rows_read:,} = "
+            f"{Path(self.file).name} -> {get_dataset(self.dataset).partition_folder(self.partition)}: "
+            f"{self.status}; read {self.rows_read:,} = "
             f"kept {self.rows_kept:,} + quarantined {self.rows_quarantined:,}"
             + (f" ({top})" if top else "")
             + f" + out of scope {self.rows_out_of_scope:,}"
@@ -622,7 +623,7 @@ def ingest_file(
     path: Path,
     store: Path,
     client: Client,
-    spec: DatasetSpec,
+    spec: DatasetSpec = ZYELL,
     partition: str | None = None,
     blocksize: int = DEFAULT_BLOCKSIZE,
     skip_unchanged: bool = False,
@@ -663,7 +664,7 @@ def ingest_files(
     paths: list[Path],
     store: Path,
     client: Client,
-    spec: DatasetSpec,
+    spec: DatasetSpec = ZYELL,
     partition: str | None = None,
     blocksize: int = DEFAULT_BLOCKSIZE,
     concurrency: int = 2,
@@ -684,7 +685,7 @@ def ingest_files(
 
 
 def select_files(
-    source: Path, spec: DatasetSpec, since: str | None = None, until: str | None = None
+    source: Path, spec: DatasetSpec = ZYELL, since: str | None = None, until: str | None = None
 ) -> list[Path]:
     """The data files of `source` (the spec's glob) whose MMDD lies in [since, until].
 

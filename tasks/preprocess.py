@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from distributed import Client
 from prefect import task
 
-from schemas.datasets import CategoricalColumn, DatasetSpec, get_dataset
+from schemas.datasets import ZYELL, CategoricalColumn, DatasetSpec, get_dataset
 
 ARTIFACT_NAME = "preprocessing.json"
 ARTIFACT_VERSION = 2
@@ -128,7 +128,7 @@ def read_features(path: str, features: tuple[str, ...]) -> pd.DataFrame:
 
 
 def fit_preprocessing(
-    train_files: list[str], clip: float, spec: DatasetSpec, client: Client
+    train_files: list[str], clip: float, client: Client, spec: DatasetSpec = ZYELL
 ) -> Preprocessing:
     """Fit the scaler on the train split's files, one partition per file."""
     features = spec.feature_columns
@@ -160,7 +160,7 @@ def fit_preprocessing_task(
     if (out_dir / ARTIFACT_NAME).exists():
         return out_dir
     with Client(dask_address, set_as_default=False) as client:
-        fitted = fit_preprocessing(train_files, clip, get_dataset(dataset), client)
+        fitted = fit_preprocessing(train_files, clip, client, get_dataset(dataset))
     out_dir.mkdir(parents=True, exist_ok=True)
     fitted.save(out_dir)
     return out_dir

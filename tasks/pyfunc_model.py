@@ -10,7 +10,7 @@ from mlflow.pyfunc import PythonModel
 
 
 class NadFusionModel(PythonModel):
-    """Raw firewall rows (the schema's columns) in, class names out."""
+    """Raw rows (the dataset's unlabelled columns, as in the signature) in, class names out."""
 
     def load_context(self, context) -> None:
         from tasks.fusion import load_predictor

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from distributed import Client
 from prefect import task
 
-from schemas.datasets import DatasetSpec, get_dataset
+from schemas.datasets import ZYELL, DatasetSpec, get_dataset
 from schemas.firewall import CLASS_NAMES, NORMAL
 from schemas.training import SplitConfig
 from tasks.ingest import LINE_COLUMN
@@ -196,7 +196,7 @@ def split_store(
     cfg: SplitConfig,
     out_root: Path,
     client: Client,
-    spec: DatasetSpec,
+    spec: DatasetSpec = ZYELL,
 ) -> SplitResult:
     """Split the chosen partitions into train/validation/test folders under `out_root`, or reuse them.
 

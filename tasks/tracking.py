@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from prefect import task
 
-from schemas.firewall import TIME_FORMAT, UNLABELLED_COLUMNS
+from schemas.datasets import DatasetSpec, get_dataset
 from tasks.metrics import Evaluation, per_class_report, plot_confusion
 
 EXPERIMENT = "nad-fusion"
@@ -105,12 +105,21 @@ def log_training_run(training: dict, evaluations: dict[str, dict[str, dict]], st
     split = training["split_result"]
     with mlflow.start_run(run_name=f"train-{Path(training['run_dir']).name}") as parent:
         mlflow.log_params(flatten(training["config"], "config."))
-        mlflow.log_params({f"data.day.{day}": sha for day, sha in split["days"].items()})
-        mlflow.log_params({"data.store": store, "data.split_key": split["key"], "git_commit": git_commit()})
+        mlflow.log_params({f"data.{part}": sha for part, sha in split["partitions"].items()})
+        mlflow.log_params(
+            {
+                "data.dataset": split["dataset"],
+                "data.store": store,
+                "data.split_key": split["key"],
+                "git_commit": git_commit(),
+            }
+        )
         mlflow.log_params(
             {f"rows.{part}.{cls}": n for part, counts in split["counts"].items() for cls, n in counts.items()}
         )
-        mlflow.set_tags({"nad.run_dir": training["run_dir"], "nad.kind": "training"})
+        mlflow.set_tags(
+            {"nad.run_dir": training["run_dir"], "nad.kind": "training", "nad.dataset": split["dataset"]}
+        )
         for name, net in training["nets"].items():
             mlflow.log_params(
                 {f"class_weight.{name}.{k}": round(v, 6) for k, v in net["class_weights"].items()}
@@ -151,19 +160,24 @@ def log_evaluation_artifacts(evaluations: dict[str, dict[str, dict]], training: 
     mlflow.log_artifact(str(Path(training["preprocessing"]) / "preprocessing.json"))
 
 
-def raw_example(store_part: str, rows: int = 5) -> pd.DataFrame:
-    """A few stored rows in the raw-file form that the served model takes."""
-    frame = pd.read_parquet(store_part).head(rows)
-    frame["time"] = frame["time"].dt.strftime(TIME_FORMAT)
-    frame["duration"] = frame["duration"].astype("float64")
-    ints = [c for c in UNLABELLED_COLUMNS if str(frame[c].dtype) == "Int64"]
-    frame[ints] = frame[ints].astype("int64")
-    for column in ("time", "src", "dst", "app"):
-        frame[column] = frame[column].astype(object)
-    return frame[list(UNLABELLED_COLUMNS)]
+RAW_DTYPES = {"timestamp": object, "string": object, "float": "float64", "integer": "int64"}
 
 
-def log_fused_model(run_id: str, fusion_dir: str, example: pd.DataFrame) -> str:
+def raw_example(store_part: str, spec: DatasetSpec, rows: int = 5) -> pd.DataFrame:
+    """A few stored rows in the raw-file form that the served model takes: its input schema."""
+    kinds = spec.column_kinds(labelled=False)
+    frame = pd.read_parquet(store_part, columns=list(kinds)).head(rows)
+    if spec.time_column:
+        frame[spec.time_column] = frame[spec.time_column].dt.strftime(spec.time_format)
+    return frame.astype({name: RAW_DTYPES[kind] for name, kind in kinds.items()})
+
+
+def example_part(store: Path) -> str:
+    """The first Parquet file of the store's first partition."""
+    return min(str(p) for p in store.glob("*=*/part-*.parquet") if p.parent.name[0] not in "._")
+
+
+def log_fused_model(run_id: str, fusion_dir: str, example: pd.DataFrame, model_name: str = MODEL_NAME) -> str:
     """Log the fused model as a pyfunc on the run and register it; return the new version."""
     from tasks.fusion import load_predictor
 
@@ -178,7 +192,7 @@ def log_fused_model(run_id: str, fusion_dir: str, example: pd.DataFrame) -> str:
             signature=infer_signature(example, predictions),
             input_example=example,
             extra_pip_requirements=["keras==3.15.1", "tensorflow-cpu==2.21.0", "pandera==0.35.0"],
-            registered_model_name=MODEL_NAME,
+            registered_model_name=model_name,
         )
     return str(info.registered_model_version)
 
@@ -241,13 +255,14 @@ def pipeline_report(ingested: list[dict], training: dict, scored: list[dict]) ->
     lines = [
         "# nad-fusion pipeline",
         "",
-        "## Days",
+        "## Ingested files",
         "",
-        "| file | day | rows | kept | quarantined | status |",
+        "| file | partition | rows | kept | quarantined | out of scope | status |",
     ]
-    lines.append("|---|---|---:|---:|---:|---|")
+    lines.append("|---|---|---:|---:|---:|---:|---|")
     lines += [
-        f"| {r['file']} | {r['day']} | {r['rows']} | {r['kept']} | {r['quarantined']} | {r['status']} |"
+        f"| {r['file']} | {r['partition']} | {r['rows']} | {r['kept']} | {r['quarantined']} "
+        f"| {r['out_of_scope']} | {r['status']} |"
         for r in ingested
     ]
     lines += ["", "## Fusion against baseline", "", comparison_table(training["evaluations"]), ""]
@@ -277,9 +292,17 @@ def pipeline_report(ingested: list[dict], training: dict, scored: list[dict]) ->
 
 @task(name="track-and-register")
 def track_and_register_task(training: dict, evaluations: dict, store: str) -> dict:
-    """Prefect task: log the run, register the fused model, apply the champion gate."""
+    """Prefect task: log the run, register the fused model (one registered model per dataset),
+    apply the champion gate."""
+    spec = get_dataset(training["split_result"]["dataset"])
     run_id = log_training_run(training, evaluations, store)
-    example_part = min(str(p) for p in Path(store).glob("day=*/part-*.parquet"))
-    version = log_fused_model(run_id, training["predictors"]["fusion"], raw_example(example_part))
-    decision = champion_gate(run_id, version)
-    return {"run_id": run_id, "version": version, "tracking_uri": tracking_uri(), **decision}
+    example = raw_example(example_part(Path(store)), spec)
+    version = log_fused_model(run_id, training["predictors"]["fusion"], example, spec.model_name)
+    decision = champion_gate(run_id, version, spec.model_name)
+    return {
+        "run_id": run_id,
+        "version": version,
+        "model_name": spec.model_name,
+        "tracking_uri": tracking_uri(),
+        **decision,
+    }

@@ -15,7 +15,7 @@ from flows.backfill import BackfillFailed, backfill
 from tasks.cluster import DASK_ADDRESS_ENV
 from tasks.generate import DaySummary
 from tasks.ingest import ingest_file
-from tasks.store import day_dir, quarantine_dir, read_report, stored_days
+from tasks.store import part_dir, quarantine_dir, read_report, stored_parts
 from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,12 +56,12 @@ def test_one_bad_day_fails_the_flow_but_not_the_others(source: Path, tmp_path: P
     assert state.is_failed()
     with pytest.raises(BackfillFailed, match=r"1217_firewall.csv: failed: .*missing column"):
         state.result()
-    assert [d.strftime("%m%d") for d in stored_days(store)] == ["1203", "1210", "1216"]
+    assert stored_parts(store) == ["day=2020-12-03", "day=2020-12-10", "day=2020-12-16"]
     table = backfill_table()
     assert [row["file"] for row in table] == [*TRAIN, "1217_firewall.csv"]
     assert [row["status"] for row in table[:3]] == ["ingested"] * 3
     assert table[3]["status"].startswith("failed") and table[3]["rows"] is None
-    assert all(row["rows"] == row["kept"] + row["quarantined"] for row in table[:3])
+    assert all(row["rows"] == row["kept"] + row["quarantined"] + row["out_of_scope"] for row in table[:3])
 
 
 def test_rerun_skips_unchanged_days_unless_forced(source: Path, tmp_path: Path, prefect_harness) -> None:
@@ -118,10 +118,10 @@ def test_ingest_on_a_real_distributed_cluster(
         report = ingest_file(tiny_dir / TRAIN[0], tmp_path, client)
         workers = list(client.scheduler_info()["workers"])
     assert len(workers) == 1
-    day = stored_days(tmp_path)[0]
-    assert day.isoformat() == report.day
-    assert len(pd.read_parquet(day_dir(tmp_path, day))) == report.rows_kept == report.rows_read
-    assert pd.read_parquet(quarantine_dir(tmp_path, day)).empty
+    part = stored_parts(tmp_path)[0]
+    assert part == f"day={report.partition}"
+    assert len(pd.read_parquet(part_dir(tmp_path, part))) == report.rows_kept == report.rows_read
+    assert pd.read_parquet(quarantine_dir(tmp_path, part)).empty
 
 
 def test_backfill_uses_the_cluster_named_in_the_environment(
@@ -131,7 +131,9 @@ def test_backfill_uses_the_cluster_named_in_the_environment(
     monkeypatch.setenv(DASK_ADDRESS_ENV, real_cluster)
     rows = backfill(source, tmp_path / "store")
     assert [row["status"] for row in rows] == ["ingested"] * 3
-    assert read_report(tmp_path / "store", stored_days(tmp_path / "store")[0])["rows_read"] == rows[0]["rows"]
+    assert (
+        read_report(tmp_path / "store", stored_parts(tmp_path / "store")[0])["rows_read"] == rows[0]["rows"]
+    )
     with Client(real_cluster) as client:
         prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
     assert any("store_partition" in prefix or "parse-block" in prefix for prefix in prefixes), prefixes

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.store import read_report, stored_days
+from tasks.store import read_report, stored_parts
 from tests.helpers import free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,5 +89,5 @@ def test_backfill_deployment_runs_on_a_process_worker(
         except subprocess.TimeoutExpired:
             worker.kill()
         worker_log.close()
-    assert [d.strftime("%m%d") for d in stored_days(store)] == ["1203", "1210"]
-    assert all(read_report(store, d)["rows_read"] > 0 for d in stored_days(store))
+    assert stored_parts(store) == ["day=2020-12-03", "day=2020-12-10"]
+    assert all(read_report(store, part)["rows_read"] > 0 for part in stored_parts(store))

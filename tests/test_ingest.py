@@ -4,7 +4,6 @@ import gzip
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +14,11 @@ from typer.testing import CliRunner
 from flows.cli import app
 from schemas.firewall import COLUMNS
 from tasks.generate import DaySummary
-from tasks.ingest import IngestError, ingest_file, select_day_files
-from tasks.store import QUARANTINE_DIR, REPORT_NAME, day_dir, quarantine_dir, read_report
+from tasks.ingest import IngestError, ingest_file, select_files
+from tasks.store import QUARANTINE_DIR, REPORT_NAME, part_dir, quarantine_dir, read_report
 
-DAY = date(2020, 12, 10)
+DAY = "2020-12-10"
+PART = f"day={DAY}"
 NAME = "1210_firewall.csv"
 BASE_ROWS = 40
 
@@ -147,19 +147,19 @@ def test_malformed_input(
     store = tmp_path / "store"
     if case.error:
         with pytest.raises(IngestError, match=None) as raised:
-            ingest_file(source, store, dask_cluster_client, day=DAY)
+            ingest_file(source, store, dask_cluster_client, partition=DAY)
         assert str(source) in str(raised.value) and case.error in str(raised.value)
-        assert not day_dir(store, DAY).exists() and not quarantine_dir(store, DAY).exists()
+        assert not part_dir(store, PART).exists() and not quarantine_dir(store, PART).exists()
         return
-    report = ingest_file(source, store, dask_cluster_client, day=DAY)
+    report = ingest_file(source, store, dask_cluster_client, partition=DAY)
     assert report.rows_read == case.read
-    assert report.rows_read == report.rows_kept + report.rows_quarantined
-    quarantine = pd.read_parquet(quarantine_dir(store, DAY))
+    assert report.rows_read == report.rows_kept + report.rows_quarantined and report.rows_out_of_scope == 0
+    quarantine = pd.read_parquet(quarantine_dir(store, PART))
     assert sorted(quarantine["line"]) == list(case.lines)
     assert (quarantine["file"] == str(source)).all()
     assert all(rule.startswith(case.rule) for rule in quarantine["rule"])
     assert quarantine["reason"].str.len().gt(0).all() and quarantine["raw"].notna().all()
-    kept = pd.read_parquet(day_dir(store, DAY))
+    kept = pd.read_parquet(part_dir(store, PART))
     assert len(kept) == report.rows_kept
     assert not set(kept["line"]) & set(quarantine["line"])
     assert set(kept["line"]) | set(quarantine["line"]) == set(range(2, case.read + 2))
@@ -170,8 +170,8 @@ def test_column_level_reason_names_column_and_value(
 ) -> None:
     source = tmp_path / NAME
     source.write_bytes(CASES["several bad rows at once"].make(base_lines))
-    ingest_file(source, tmp_path / "store", dask_cluster_client, day=DAY)
-    rows = pd.read_parquet(quarantine_dir(tmp_path / "store", DAY)).set_index("line")
+    ingest_file(source, tmp_path / "store", dask_cluster_client, partition=DAY)
+    rows = pd.read_parquet(quarantine_dir(tmp_path / "store", PART)).set_index("line")
     assert rows.loc[4, "reason"] == "dpt = '99999': outside 0..65535"
     assert rows.loc[5, "columns"] == "src,out (bytes)"
     assert "src = 'x': not a dotted IPv4 address" in rows.loc[5, "reason"]
@@ -181,19 +181,19 @@ def test_column_level_reason_names_column_and_value(
 def test_unknown_app_is_kept_and_counted(base_lines, tmp_path: Path, dask_cluster_client: Client) -> None:
     source = tmp_path / NAME
     source.write_bytes(with_value(4, "app", b"quic")(base_lines))
-    report = ingest_file(source, tmp_path / "store", dask_cluster_client, day=DAY)
-    assert report.rows_quarantined == 0 and report.unknown_apps == {"quic": 1}
-    assert "quic" in set(pd.read_parquet(day_dir(tmp_path / "store", DAY))["app"])
+    report = ingest_file(source, tmp_path / "store", dask_cluster_client, partition=DAY)
+    assert report.rows_quarantined == 0 and report.unknown_categories == {"app=quic": 1}
+    assert "quic" in set(pd.read_parquet(part_dir(tmp_path / "store", PART))["app"])
 
 
 def test_report_holds_counts_span_and_hash(
     tiny_dir: Path, tiny_days, tmp_path: Path, dask_cluster_client: Client
 ) -> None:
     report = ingest_file(tiny_dir / NAME, tmp_path, dask_cluster_client)
-    stored = json.loads((day_dir(tmp_path, DAY) / REPORT_NAME).read_text())
+    stored = json.loads((part_dir(tmp_path, PART) / REPORT_NAME).read_text())
     summary = next(s for s in tiny_days if s.file == NAME)
-    assert stored == read_report(tmp_path, DAY)
-    assert stored["day"] == "2020-12-10" and stored["rows_read"] == summary.rows
+    assert stored == read_report(tmp_path, PART)
+    assert stored["partition"] == DAY and stored["dataset"] == "zyell" and stored["rows_read"] == summary.rows
     assert stored["classes"] == {k: v for k, v in summary.class_counts.items() if v}
     assert stored["time_first"].startswith("2020-12-10") and stored["time_last"] >= stored["time_first"]
     assert len(stored["sha256"]) == 64 and stored["duration_s"] > 0
@@ -204,7 +204,7 @@ def test_unlabelled_days_are_stored_without_labels(
     tiny_dir: Path, tiny_days, tmp_path: Path, dask_cluster_client
 ) -> None:
     report = ingest_file(tiny_dir / "0124_firewall.csv", tmp_path, dask_cluster_client)
-    stored = pd.read_parquet(day_dir(tmp_path, date(2021, 1, 24)))
+    stored = pd.read_parquet(part_dir(tmp_path, "day=2021-01-24"))
     assert report.rows_kept == len(stored) and stored["label"].isna().all()
 
 
@@ -216,18 +216,18 @@ def test_names_without_a_day_are_a_clear_error(
     source.write_bytes(joined(base_lines))
     with pytest.raises(IngestError, match="day"):
         ingest_file(source, tmp_path / "store", dask_cluster_client)
-    assert ingest_file(source, tmp_path / "store", dask_cluster_client, day=DAY).rows_kept == BASE_ROWS
+    assert ingest_file(source, tmp_path / "store", dask_cluster_client, partition=DAY).rows_kept == BASE_ROWS
 
 
 def test_select_day_files_by_range_and_across_new_year(tiny_dir: Path, tiny_days) -> None:
     def names(**bounds) -> list[str]:
-        return [p.name[:4] for p in select_day_files(tiny_dir, **bounds)]
+        return [p.name[:4] for p in select_files(tiny_dir, **bounds)]
 
     assert names() == ["0123", "0124", "0125", "0126", "1203", "1210", "1216"]
     assert names(since="1204", until="1216") == ["1210", "1216"]
     assert names(since="1210", until="0124") == ["0123", "0124", "1210", "1216"]
     with pytest.raises(ValueError, match="MMDD"):
-        select_day_files(tiny_dir, since="12-10")
+        select_files(tiny_dir, since="12-10")
 
 
 def test_cli_ingest_reports_each_file_and_fails_on_bad_ones(

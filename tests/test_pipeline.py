@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from prefect.flows import Flow
 
 from flows.pipeline import pipeline
-from tasks.store import day_dir, stored_days
+from tasks.store import part_dir, stored_parts
 from tasks.tracking import CHAMPION, MODEL_NAME
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def champion_version() -> str | None:
 
 
 def store_rows(store: Path) -> dict[str, int]:
-    return {day.isoformat(): len(pd.read_parquet(day_dir(store, day))) for day in stored_days(store)}
+    return {part: len(pd.read_parquet(part_dir(store, part))) for part in stored_parts(store)}
 
 
 def test_pipeline_resumes_after_a_failure_and_never_moves_the_alias_on_failure(
@@ -117,7 +117,7 @@ def test_pipeline_publishes_a_markdown_report(source: Path, tmp_path: Path, pref
 
     report = asyncio.run(newest())
     for part in (
-        "## Days",
+        "## Ingested files",
         "## Fusion against baseline",
         "## Champion gate",
         "MLflow: run ",

@@ -1,12 +1,12 @@
 """The raw firewall-day contract: every rule, each with a passing frame and a failing example."""
 
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pandera.pandas as pa
 import pytest
 
+from schemas.datasets import ZYELL
 from schemas.firewall import COLUMNS, COUNTER_COLUMNS, UNLABELLED_COLUMNS, raw_day_schema
 from tasks.generate import DaySummary
 from tasks.ingest import read_rows, to_frame, validate_rows
@@ -15,7 +15,7 @@ from tasks.ingest import read_rows, to_frame, validate_rows
 @pytest.fixture(scope="module")
 def good_frame(tiny_dir: Path, tiny_days: list[DaySummary]) -> pd.DataFrame:
     body = (tiny_dir / "1210_firewall.csv").read_bytes().split(b"\n", 1)[1]
-    table, skipped = read_rows(body, labelled=True)
+    table, skipped = read_rows(body, ZYELL, labelled=True)
     assert not skipped
     return to_frame(table).head(50)
 
@@ -79,6 +79,6 @@ def test_columns_must_be_exactly_the_contract(good_frame: pd.DataFrame) -> None:
 def test_rows_off_the_files_day_are_reported(good_frame: pd.DataFrame) -> None:
     frame = good_frame.copy()
     frame.loc[2, "time"] = pd.Timestamp("2020-12-11 00:00:00")
-    failures = validate_rows(frame, labelled=True, day=date(2020, 12, 10))
+    failures = validate_rows(frame, ZYELL, labelled=True, partition="2020-12-10")
     assert list(failures) == [2]
     assert failures[2] == [("time", "not on the file's day")]

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from schemas.datasets import ZYELL
 from schemas.firewall import CLASS_NAMES, COLUMNS
 from tasks.fusion import load_predictor
 from tasks.score import evaluate_prediction_folder, resolve_predictor, score_file
@@ -39,7 +40,7 @@ def test_unlabelled_day_with_truth_gets_predictions_and_metrics(
     )
     summary = json.loads((tmp_path / "0124_firewall.summary.json").read_text())
     assert summary["metrics"]["criterion"] == pytest.approx(report.metrics["criterion"])
-    per_file, overall = evaluate_prediction_folder(tmp_path, tiny_dir / "truth")
+    per_file, overall = evaluate_prediction_folder(tmp_path, tiny_dir / "truth", ZYELL)
     assert per_file["0124_firewall.predictions.parquet"]["confusion"] == report.metrics["confusion"]
     assert overall["fbeta"] == pytest.approx(report.metrics["fbeta"])
 
@@ -92,6 +93,6 @@ def test_cli_score_logs_an_evaluation_run_and_evaluate_agrees(
     run = mlflow.get_run(run_id)
     assert run.data.tags["nad.kind"] == "evaluation" and "score.fusion.criterion" in run.data.metrics
     evaluated = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--truth", str(tiny_dir / "truth")])
-    assert evaluated.exit_code == 0 and "all days:" in evaluated.output
+    assert evaluated.exit_code == 0 and "all files:" in evaluated.output
     criterion = f"criterion {run.data.metrics['score.fusion.criterion']:.4f}"
     assert criterion in evaluated.output

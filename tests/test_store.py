@@ -5,28 +5,35 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from distributed import Client
 
+from schemas.datasets import ZYELL
 from tasks.generate import DaySummary
-from tasks.ingest import build_report, ingest_file, plan_blocks, resolve_day, scan_file, write_partitions
+from tasks.ingest import (
+    build_report,
+    ingest_file,
+    plan_blocks,
+    resolve_partition,
+    scan_file,
+    write_partitions,
+)
 from tasks.store import (
     JOURNAL_DIR,
     STAGING_DIR,
-    day_dir,
     new_stage,
+    part_dir,
     quarantine_dir,
     read_report,
     recover_store,
-    stored_days,
+    stored_parts,
     write_journal,
 )
 
-DAY = date(2020, 12, 3)
+DAY = "day=2020-12-03"
 NAME = "1203_firewall.csv"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 def snapshot(store: Path) -> dict[str, pd.DataFrame]:
     """The day's data and quarantine as frames, for comparing two store states."""
     return {
-        "data": pd.read_parquet(day_dir(store, DAY)).sort_values("line", ignore_index=True),
+        "data": pd.read_parquet(part_dir(store, DAY)).sort_values("line", ignore_index=True),
         "quarantine": pd.read_parquet(quarantine_dir(store, DAY)).sort_values("line", ignore_index=True),
     }
 
@@ -78,7 +85,7 @@ def test_reingesting_the_same_file_gives_the_same_store(
     assert first.rows_quarantined == second.rows_quarantined == 2
     assert len(before["data"]) == first.rows_kept and before["data"]["line"].is_unique
     assert second.previous_sha256 == second.sha256 == first.sha256
-    assert stored_days(store) == [DAY]
+    assert stored_parts(store) == [DAY]
     assert not list((store / STAGING_DIR).iterdir()) and not list((store / JOURNAL_DIR).iterdir())
 
 
@@ -104,10 +111,10 @@ def test_skip_unchanged_returns_the_stored_report(day_v1: Path, tmp_path: Path, 
 def stage_new_version(path: Path, store: Path, client: Client):
     """Everything ingest does before its commit point."""
     scan = scan_file(path)
-    day = resolve_day(path, scan, None)
-    stage = new_stage(store, day)
-    stats = write_partitions(plan_blocks(scan, day), stage, client)
-    build_report(scan, day, stats, read_report(store, day), time.perf_counter())
+    day = resolve_partition(path, scan, ZYELL, None)
+    stage = new_stage(store, ZYELL.partition_folder(day))
+    stats = write_partitions(plan_blocks(scan, day, ZYELL), stage, client)
+    build_report(scan, ZYELL, day, stats, read_report(store, DAY), time.perf_counter())
     return stage
 
 
@@ -134,10 +141,10 @@ def test_crash_after_the_commit_point_rolls_forward(
     expected = tmp_path / "expected"
     ingest_file(day_v2, expected, dask_cluster_client)
     stage = stage_new_version(day_v2, store, dask_cluster_client)
-    (stage.data / "_report.json").write_text((day_dir(expected, DAY) / "_report.json").read_text())
+    (stage.data / "_report.json").write_text((part_dir(expected, DAY) / "_report.json").read_text())
     write_journal(store, DAY, stage)
     if moved:  # the process died between the renames: the live data already in the trash
-        os.rename(day_dir(store, DAY), store / "gone")
+        os.rename(part_dir(store, DAY), store / "gone")
     recover_store(store)
     assert_same(snapshot(expected), snapshot(store))
     assert not list((store / JOURNAL_DIR).iterdir())

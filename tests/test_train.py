@@ -1,6 +1,5 @@
 """Split, preprocessing, the three nets, the fused model and the training flow, on tiny data."""
 
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -8,11 +7,12 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import StandardScaler
 
+from schemas.datasets import ZYELL
 from schemas.firewall import CLASS_NAMES, COLUMNS, FEATURE_COLUMNS
 from schemas.training import NetConfig, SplitConfig, TrainConfig
 from tasks.fusion import BaselineModel, FusionModel, load_keras, load_predictor
 from tasks.ingest import ingest_files
-from tasks.preprocess import Preprocessing, encode_features, fit_preprocessing
+from tasks.preprocess import Preprocessing, encode_spec_features, fit_preprocessing
 from tasks.split import (
     SplitError,
     assign_splits,
@@ -98,7 +98,7 @@ def test_store_split_is_exact_complete_and_disjoint(tiny_split, tiny_days) -> No
         for index, split in enumerate(("train", "validation", "test")):
             assert (read_split(tiny_split, split)["label"] == code).sum() == expected[index]
     ids = [
-        set(zip(read_split(tiny_split, s)["day"], read_split(tiny_split, s)["line"], strict=True))
+        set(zip(read_split(tiny_split, s)["partition"], read_split(tiny_split, s)["line"], strict=True))
         for s in ("train", "validation", "test")
     ]
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
@@ -121,7 +121,7 @@ def test_split_is_stable_for_a_seed_and_reused(tiny_store, tiny_split, tmp_path,
 
 def test_unknown_or_unlabelled_days_are_refused(tiny_store, tmp_path, dask_cluster_client) -> None:
     with pytest.raises(SplitError, match="not in the store"):
-        split_store(tiny_store, [date(2020, 12, 4)], SplitConfig(), tmp_path, dask_cluster_client)
+        split_store(tiny_store, ["day=2020-12-04"], SplitConfig(), tmp_path, dask_cluster_client)
 
 
 # ---------------------------------------------------------------- preprocessing
@@ -164,13 +164,14 @@ def test_preprocessing_artifact_is_plain_json_and_round_trips(
     path = tiny_prep.save(tmp_path)
     assert path.read_text().lstrip().startswith("{")
     assert Preprocessing.load(tmp_path) == tiny_prep
-    assert tiny_prep.features == FEATURE_COLUMNS and tiny_prep.vocabulary[0] == "others"
+    assert tiny_prep.features == FEATURE_COLUMNS and tiny_prep.categorical[0].vocabulary[0] == "others"
+    assert tiny_prep.dataset == "zyell"
 
 
 def test_unknown_apps_encode_as_others(tiny_dir: Path, tiny_days) -> None:
     frame = pd.read_csv(tiny_dir / TRAIN_DAYS[0]).head(3)
     frame.loc[0, "app"] = "never-seen"
-    encoded = encode_features(frame)
+    encoded = encode_spec_features(frame, ZYELL)
     assert list(encoded.columns) == list(FEATURE_COLUMNS) and encoded.loc[0, "app"] == 0.0
 
 
@@ -187,7 +188,7 @@ def test_class_weights_follow_the_formula() -> None:
 
 @pytest.mark.parametrize("name", list(NETS))
 def test_each_net_builds_and_lowers_its_loss(name: str, tiny_split, tiny_prep, tmp_path: Path) -> None:
-    model = build_net(NETS[name], QUICK)
+    model = build_net(NETS[name], QUICK, len(tiny_prep.features))
     assert model.input_shape == (None, 17) and model.output_shape == (None, NETS[name].outputs)
     trained = train_net(name, tiny_split, tiny_prep, QUICK, tmp_path)
     assert trained.epochs_run == 2 and Path(trained.path).exists()
