@@ -634,10 +634,10 @@ def ingest_file(
     sha256 is left alone and its stored report is returned with status "skipped".
     """
     started = clock.perf_counter()
+    claim_store(store, spec.name)
     scan = scan_file(path, spec, blocksize)
     key = resolve_partition(path, scan, spec, partition)
     part = spec.partition_folder(key)
-    claim_store(store, spec.name)
     with part_lock(store, part):
         recover_part(store, part)
         previous = read_report(store, part)

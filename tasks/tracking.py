@@ -6,6 +6,7 @@ The default store is SQLite `mlflow.db` plus an `mlartifacts/` folder in the wor
 """
 
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -66,6 +67,11 @@ def git_commit() -> str:
         return "unknown"
 
 
+def param_name(text: str) -> str:
+    """`data.day=2020-12-03` as `data.day.2020-12-03`, other characters MLflow refuses as `_`."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", text.replace("=", "."))
+
+
 def metric_name(split: str, model: str, metric: str) -> str:
     return f"{split}.{model}.{metric}"
 
@@ -105,7 +111,7 @@ def log_training_run(training: dict, evaluations: dict[str, dict[str, dict]], st
     split = training["split_result"]
     with mlflow.start_run(run_name=f"train-{Path(training['run_dir']).name}") as parent:
         mlflow.log_params(flatten(training["config"], "config."))
-        mlflow.log_params({f"data.{part}": sha for part, sha in split["partitions"].items()})
+        mlflow.log_params({param_name(f"data.{part}"): sha for part, sha in split["partitions"].items()})
         mlflow.log_params(
             {
                 "data.dataset": split["dataset"],

@@ -46,7 +46,7 @@ BROKEN = [
     ("in (bytes)", -1, "greater_than_or_equal_to"),
     ("proto", 256, "in_range"),
     ("app", "", "str_length"),
-    ("label", "Hacker", "isin"),
+    ("label", "Hacker", "not one of the five class names"),
     ("label", None, "not_nullable"),
     *[(name, -1, "greater_than_or_equal_to") for name in COUNTER_COLUMNS],
 ]

@@ -26,7 +26,7 @@ def test_parent_run_holds_config_data_counts_and_metrics(trained: dict) -> None:
     run = MlflowClient().get_run(trained["tracking"]["run_id"])
     params, metrics = run.data.params, run.data.metrics
     assert params["config.binary.epochs"] == "2" and params["config.learning_rate"] == "0.0001"
-    assert params["data.day=2020-12-03"] == trained["split_result"]["partitions"]["day=2020-12-03"]
+    assert params["data.day.2020-12-03"] == trained["split_result"]["partitions"]["day=2020-12-03"]
     assert params["data.dataset"] == run.data.tags["nad.dataset"] == "zyell"
     assert (
         int(params["rows.train.Probing-Nmap"]) == trained["split_result"]["counts"]["train"]["Probing-Nmap"]
