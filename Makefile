@@ -16,7 +16,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: venv demo test lint format bench-generate calibrate clean
+.PHONY: venv demo test lint format bench-generate bench-nsl-kdd calibrate clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ format: venv
 
 bench-generate: venv
 	$(BIN)/python benchmarks/bench_generate.py
+
+bench-nsl-kdd: venv
+	$(BIN)/python benchmarks/bench_nsl_kdd.py
 
 calibrate: venv
 	$(BIN)/python benchmarks/calibrate_generator.py

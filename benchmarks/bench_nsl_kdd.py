@@ -6,13 +6,14 @@ fused model's and the baseline net's figures on the split's held-out test rows. 
 RandomForest is trained on the same train rows (the same encoded features, unscaled, which a
 forest does not need) and scored on the same test rows with the same metrics.
 
-    python benchmarks/bench_nsl_kdd.py [--file PATH] [--work DIR] [--trees 200]
+    python benchmarks/bench_nsl_kdd.py [--file PATH] [--work DIR] [--trees 200] [--seeds 42,43,44]
 
 MLflow and Prefect state go under --work unless MLFLOW_TRACKING_URI / PREFECT_HOME are set.
 """
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -31,8 +32,8 @@ def read_split(files: list[str], features: tuple[str, ...]):
     return np.column_stack([table[c].to_numpy() for c in features]), table["label"].to_numpy()
 
 
-def random_forest(split, features: tuple[str, ...], trees: int, balanced: bool) -> tuple[dict, float]:
-    """Fit on the split's train rows, evaluate on its test rows; figures and fit seconds."""
+def random_forest(split, features: tuple[str, ...], trees: int, balanced: bool, seed: int) -> dict:
+    """Fit on the split's train rows and evaluate on its test rows, with the pipeline's metrics."""
     import numpy as np
     from sklearn.ensemble import RandomForestClassifier
 
@@ -42,18 +43,17 @@ def random_forest(split, features: tuple[str, ...], trees: int, balanced: bool) 
     x_train, y_train = read_split(split.files("train"), features)
     x_test, y_test = read_split(split.files("test"), features)
     forest = RandomForestClassifier(
-        n_estimators=trees, n_jobs=-1, random_state=0, class_weight="balanced" if balanced else None
+        n_estimators=trees, n_jobs=-1, random_state=seed, class_weight="balanced" if balanced else None
     )
-    started = time.perf_counter()
     forest.fit(x_train, y_train)
-    seconds = time.perf_counter() - started
-    names = [CLASS_NAMES[i] for i in forest.predict(x_test)]
-    confusion = confusion_matrix(np.asarray([CLASS_NAMES[i] for i in y_test]), np.asarray(names))
-    return evaluate_confusion(confusion).to_dict(), seconds
+    names = np.asarray(CLASS_NAMES, dtype=object)
+    return evaluate_confusion(confusion_matrix(names[y_test], names[forest.predict(x_test)])).to_dict()
 
 
-def row(name: str, figures: dict) -> str:
-    return f"| {name} | " + " | ".join(f"{figures[c]:.4f}" for c in COLUMNS) + " |"
+def median_row(name: str, runs: list[dict]) -> str:
+    cells = [f"{statistics.median(r[c] for r in runs):.4f}" for c in COLUMNS]
+    spread = [r["criterion"] for r in runs]
+    return f"| {name} | " + " | ".join(cells) + f" | {min(spread):.4f}–{max(spread):.4f} |"
 
 
 def main() -> None:
@@ -61,6 +61,10 @@ def main() -> None:
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--trees", type=int, default=200)
+    parser.add_argument("--seeds", default="42,43,44", help="Training seeds; medians over them are printed.")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="A TrainConfig JSON (default: the paper's)."
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-nsl-"))
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
@@ -80,30 +84,37 @@ def main() -> None:
     print(report.summary())
     print(f"out of scope: {report.out_of_scope}")
 
-    config = TrainConfig()
-    started = time.perf_counter()
-    summary = train(work / "store", None, config, work / "out", None, NSL_KDD.name)
-    train_seconds = time.perf_counter() - started
-    split = SplitResult(**summary["split_result"])
-    print(f"\nsplit rows: { {s: sum(c.values()) for s, c in split.counts.items()} }")
-    print(f"test rows per class: {split.counts['test']}")
-    nets = ", ".join(f"{n} {v['epochs_run']} epochs {v['seconds']:.1f} s" for n, v in summary["nets"].items())
-    print(f"train flow (paper schedule): {train_seconds:.1f} s wall; {nets}")
+    base = TrainConfig.from_file(args.config)
+    runs: dict[str, list[dict]] = {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        config = base.model_copy(update={"seed": seed})
+        started = time.perf_counter()
+        summary = train(work / "store", None, config, work / "out", None, NSL_KDD.name)
+        nets = ", ".join(
+            f"{n} {v['epochs_run']} epochs {v['seconds']:.1f} s" for n, v in summary["nets"].items()
+        )
+        print(f"seed {seed}: train flow {time.perf_counter() - started:.1f} s wall; {nets}")
+        split = SplitResult(**summary["split_result"])
+        test = summary["evaluations"]["test"]
+        runs.setdefault("fusion (binary -> attack)", []).append(test["fusion"])
+        runs.setdefault("baseline 5-class net", []).append(test["baseline"])
+        for balanced in (False, True):
+            name = f"RandomForest {args.trees} trees" + (", balanced" if balanced else "")
+            figures = random_forest(split, NSL_KDD.feature_columns, args.trees, balanced, seed)
+            runs.setdefault(name, []).append(figures)
 
-    test = summary["evaluations"]["test"]
-    lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
-    models = {"fusion (binary -> attack)": test["fusion"], "baseline 5-class net": test["baseline"]}
-    for balanced in (False, True):
-        figures, seconds = random_forest(split, NSL_KDD.feature_columns, args.trees, balanced)
-        name = f"RandomForest {args.trees} trees" + (", balanced" if balanced else "")
-        models[name] = figures
-        print(f"{name}: fit {seconds:.1f} s")
-    lines += [row(name, figures) for name, figures in models.items()]
-    print(f"\nNSL-KDD held-out test split ({sum(split.counts['test'].values()):,} rows):\n")
-    print("\n".join(lines))
-    print("\nper-class F-beta (beta=2) on the test split:")
-    for name, figures in models.items():
-        print(f"  {name}: " + ", ".join(f"{c} {m['fbeta']:.3f}" for c, m in figures["per_class"].items()))
+    print(f"\nsplit rows per class: {split.counts}")
+    test_rows = sum(split.counts["test"].values())
+    print(f"\nNSL-KDD held-out test split ({test_rows:,} rows), median of seeds {args.seeds}:\n")
+    print("| model | " + " | ".join(COLUMNS) + " | criterion range |")
+    print("|---|" + "---:|" * (len(COLUMNS) + 1))
+    for name, figures in runs.items():
+        print(median_row(name, figures))
+    print("\nper-class F-beta (beta=2) on the test split, median:")
+    for name, figures in runs.items():
+        classes = figures[0]["per_class"]
+        medians = {c: statistics.median(f["per_class"][c]["fbeta"] for f in figures) for c in classes}
+        print(f"  {name}: " + ", ".join(f"{c} {v:.3f}" for c, v in medians.items()))
     print(f"\nwork folder: {work}")
 
 

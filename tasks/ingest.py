@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import time as clock
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -90,14 +91,19 @@ def check_header(path: Path, header: bytes, spec: DatasetSpec) -> bool:
     raise IngestError(f"{path}: line 1: columns out of order; expected {list(spec.columns)}")
 
 
-def check_field_count(path: Path, first_line: bytes, spec: DatasetSpec) -> bool:
-    """For a format without a header: labelled (True) or not (False), from line 1's field count."""
-    fields = first_line.count(b",") + 1
-    if fields in (len(spec.columns), len(spec.unlabelled_columns)):
-        return fields == len(spec.columns)
+def check_field_count(path: Path, first_lines: list[bytes], spec: DatasetSpec) -> bool:
+    """For a format without a header: labelled (True) or not (False), from the most common field
+    count of the first lines, so that a few bad lines at the top do not decide it."""
+    wanted = (len(spec.columns), len(spec.unlabelled_columns))
+    lines = [line for line in first_lines if line.strip()]
+    counts = Counter(line.count(b",") + 1 for line in lines)
+    found = {fields: n for fields, n in counts.items() if fields in wanted}
+    if found:
+        return max(found, key=found.__getitem__) == len(spec.columns)
+    first = f"; line 1 has {first_lines[0].count(b',') + 1}" if first_lines[0].strip() else ""
     raise IngestError(
-        f"{path}: line 1: {fields} fields; a {spec.name} file has {len(spec.columns)} "
-        f"(labelled) or {len(spec.unlabelled_columns)} (unlabelled)"
+        f"{path}: none of the first {len(lines)} lines has {wanted[0]} fields (labelled "
+        f"{spec.name}) or {wanted[1]} (unlabelled){first}"
     )
 
 
@@ -149,7 +155,7 @@ def _check_first_chunk(path: Path, chunk: bytes, spec: DatasetSpec) -> tuple[byt
     end = chunk.find(b"\n")
     first_line = chunk if end < 0 else chunk[: end + 1]
     if not spec.has_header:
-        return b"", check_field_count(path, first_line.rstrip(b"\r\n"), spec)
+        return b"", check_field_count(path, chunk.split(b"\n", SAMPLE_LINES)[:SAMPLE_LINES], spec)
     labelled = check_header(path, first_line, spec)
     if end < 0:
         raise IngestError(f"{path}: the file has a header but no rows")

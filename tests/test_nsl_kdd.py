@@ -2,6 +2,7 @@
 score from the command line on a small sample of the shared file."""
 
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -148,9 +149,13 @@ def test_unlabelled_files_are_told_by_their_field_count(
     assert report.rows_kept == 20 and not report.classes
     stored = pd.read_parquet(part_dir(tmp_path / "store", "file=fresh"))
     assert stored["label"].isna().all() and stored["difficulty"].isna().all()
-    source.write_text(",".join(shared_lines[0].split(",")[:40]) + "\n")
-    with pytest.raises(IngestError, match=r"line 1: 40 fields; a nsl-kdd file has 43 \(labelled\) or 41"):
+    mangled = [",".join(line.split(",")[:40]) for line in shared_lines[:5]]
+    source.write_text("\n".join(mangled) + "\n")
+    with pytest.raises(IngestError, match=r"none of the first 5 lines has 43 fields .* line 1 has 40"):
         ingest_file(source, tmp_path / "store", dask_cluster_client, NSL_KDD)
+    source.write_text("\n".join([mangled[0], *shared_lines[:3]]) + "\n")  # a bad first line is one bad row
+    report = ingest_file(source, tmp_path / "store", dask_cluster_client, NSL_KDD)
+    assert (report.rows_kept, report.rows_quarantined, report.reasons) == (3, 1, {"field_count": 1})
 
 
 def test_a_store_holds_one_dataset(sample: Path, tmp_path: Path, dask_cluster_client) -> None:
@@ -239,3 +244,28 @@ def test_score_refuses_a_model_of_another_dataset(nsl_trained: dict, sample: Pat
     result = CliRunner().invoke(app, ["score", str(sample), "--model", "models:/nad-fusion-nsl-kdd@champion"])
     words = " ".join(result.output.replace("│", " ").split())
     assert result.exit_code != 0 and "trained on nsl-kdd, not zyell" in words
+
+
+def test_pipeline_flow_backfills_trains_and_scores_nsl_kdd(
+    sample: Path, tmp_path: Path, prefect_harness
+) -> None:
+    from flows.pipeline import pipeline
+
+    source, truth = tmp_path / "incoming", tmp_path / "truth"
+    source.mkdir()
+    truth.mkdir()
+    shutil.copy(sample, source / "sample.txt")
+    lines = sample.read_text().splitlines()
+    (source / "fresh.txt").write_text("".join(",".join(line.split(",")[:41]) + "\n" for line in lines))
+    shutil.copy(sample, truth / "fresh.txt")  # headerless truth files hold whole labelled rows
+    config = tmp_path / "quick.json"
+    config.write_text(json.dumps(QUICK))
+    result = pipeline(
+        source, tmp_path / "store", None, tmp_path / "out", config, True, truth, dataset="nsl-kdd"
+    )
+    assert [row["partition"] for row in result["backfill"]] == ["fresh", "sample"]
+    assert result["training"]["split_result"]["partitions"].keys() == {"file=sample"}
+    assert result["training"]["tracking"]["model_name"] == "nad-fusion-nsl-kdd"
+    [scored] = result["scores"]
+    assert Path(scored["file"]).name == "fresh.txt" and scored["rows_read"] == len(lines)
+    assert sum(map(sum, scored["metrics"]["confusion"])) == len(lines) - OUT_OF_SCOPE

@@ -40,8 +40,10 @@ def test_every_deployment_names_a_flow_and_its_parameters() -> None:
         assert deployment["work_pool"]["name"] == "nad-process"
     schedule = deployments["nightly-retrain"]["schedules"][0]
     assert schedule["cron"] == "0 2 * * *" and schedule["timezone"]
-    assert {"source", "store", "last_days"} <= set(deployments["nightly-retrain"]["parameters"])
-    assert {"source", "store", "since", "until", "force"} <= set(deployments["backfill"]["parameters"])
+    assert {"source", "store", "last_days", "dataset"} <= set(deployments["nightly-retrain"]["parameters"])
+    assert {"source", "store", "since", "until", "force", "dataset"} <= set(
+        deployments["backfill"]["parameters"]
+    )
     assert {"files", "model", "out"} <= set(deployments["score-day"]["parameters"])
 
 
