@@ -86,6 +86,8 @@ class Preprocessing:
     @classmethod
     def load(cls, folder: Path) -> "Preprocessing":
         data = json.loads((Path(folder) / ARTIFACT_NAME).read_text())
+        if data.get("version") == 1:
+            data = upgrade_version_1(data)
         if data.get("version") != ARTIFACT_VERSION:
             raise ValueError(
                 f"{folder}: preprocessing artifact version {data.get('version')} is not {ARTIFACT_VERSION}"
@@ -94,6 +96,12 @@ class Preprocessing:
             CategoricalColumn(c["name"], tuple(c["vocabulary"]), c["unknown"]) for c in data["categorical"]
         ]
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def upgrade_version_1(data: dict) -> dict:
+    """Version 1 artifacts predate dataset specs: ZYELL, with `app` as the one categorical column."""
+    app = {"name": "app", "vocabulary": data.pop("vocabulary"), "unknown": ZYELL.categorical[0].unknown}
+    return {**data, "dataset": ZYELL.name, "categorical": [app], "version": ARTIFACT_VERSION}
 
 
 def partition_moments(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """Split, preprocessing, the three nets, the fused model and the training flow, on tiny data."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,14 @@ def test_preprocessing_artifact_is_plain_json_and_round_trips(
     assert Preprocessing.load(tmp_path) == tiny_prep
     assert tiny_prep.features == FEATURE_COLUMNS and tiny_prep.categorical[0].vocabulary[0] == "others"
     assert tiny_prep.dataset == "zyell"
+
+
+def test_artifacts_from_before_dataset_specs_still_load(tiny_prep: Preprocessing, tmp_path: Path) -> None:
+    data = json.loads(tiny_prep.save(tmp_path).read_text())
+    old = {k: v for k, v in data.items() if k not in ("dataset", "categorical")}
+    old |= {"vocabulary": data["categorical"][0]["vocabulary"], "version": 1}
+    (tmp_path / "preprocessing.json").write_text(json.dumps(old))
+    assert Preprocessing.load(tmp_path) == tiny_prep
 
 
 def test_unknown_apps_encode_as_others(tiny_dir: Path, tiny_days) -> None:
