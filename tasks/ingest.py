@@ -443,8 +443,13 @@ def mark_out_of_scope(frame: pd.DataFrame, spec: DatasetSpec, failed: dict[int, 
     frame.loc[outside, "_rule"] = OUT_OF_SCOPE_RULE
     frame.loc[outside, "_columns"] = spec.label_column
     frame.loc[outside, "_reason"] = "label " + labels[outside].map(repr) + " is outside the five classes"
+    frame[spec.label_column] = canonical_labels(labels, spec).astype("str")
+
+
+def canonical_labels(labels: pd.Series, spec: DatasetSpec) -> pd.Series:
+    """Raw labels as class names; labels the map does not know stay as they are."""
     mapped = labels.map(spec.label_map)
-    frame[spec.label_column] = mapped.where(mapped.notna(), labels).astype("str")
+    return mapped.where(mapped.notna(), labels)
 
 
 def _line_text(raw: bytes, screen: LineScreen, index: int) -> str:

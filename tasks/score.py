@@ -31,6 +31,7 @@ from tasks.fusion import load_predictor
 from tasks.ingest import (
     ARROW_KINDS,
     LINE_COLUMN,
+    canonical_labels,
     parse_block,
     plan_blocks,
     quarantine_frame,
@@ -72,8 +73,7 @@ def read_truth(path: Path, spec: DatasetSpec) -> np.ndarray:
 
 def label_codes(labels: pd.Series, spec: DatasetSpec) -> np.ndarray:
     """Class codes of raw or mapped labels; -1 where the label is outside the five classes."""
-    mapped = labels.map(lambda value: spec.label_map.get(value, value))
-    return pd.Categorical(mapped, categories=CLASS_NAMES).codes
+    return pd.Categorical(canonical_labels(labels, spec), categories=CLASS_NAMES).codes
 
 
 @dataclass(frozen=True)
