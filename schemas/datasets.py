@@ -5,6 +5,7 @@ The tasks are generic over a `DatasetSpec`; a new format needs a spec here and n
 processes.
 """
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,17 +89,22 @@ class DatasetSpec:
     def known_labels(self) -> frozenset[str]:
         return frozenset(self.label_map) | self.out_of_scope_labels
 
+    @property
+    def labels_are_class_names(self) -> bool:
+        """Whether raw labels already are the class names (no mapping needed)."""
+        return all(raw == name for raw, name in self.label_map.items())
+
+    def contract(self, labelled: bool) -> pa.DataFrameSchema:
+        """The row contract, built once per process (building it costs milliseconds per block)."""
+        return _contract(self.name, labelled)
+
     def partition_folder(self, partition: str) -> str:
         """The store folder name of a partition, e.g. `day=2020-12-03`."""
         return f"{self.partition_field}={partition}"
 
     def column_kinds(self, labelled: bool) -> dict[str, str]:
         """Column -> one of timestamp, string, float, integer: how the raw text is parsed."""
-        kinds = {"datetime64": "timestamp", "Float64": "float", "Int64": "integer"}
-        return {
-            name: kinds.get(str(column.dtype).split("[")[0], "string")
-            for name, column in self.raw_schema(labelled).columns.items()
-        }
+        return dict(_column_kinds(self.name, labelled))
 
 
 def _stem_partition(path: Path, first_lines: Sequence[str]) -> str:
@@ -210,6 +216,18 @@ NSL_KDD: Final = DatasetSpec(
 )
 
 DATASETS: Final[dict[str, DatasetSpec]] = {spec.name: spec for spec in (ZYELL, NSL_KDD)}
+
+
+@functools.cache
+def _contract(name: str, labelled: bool) -> pa.DataFrameSchema:
+    return get_dataset(name).raw_schema(labelled)
+
+
+@functools.cache
+def _column_kinds(name: str, labelled: bool) -> tuple[tuple[str, str], ...]:
+    kinds = {"datetime64": "timestamp", "Float64": "float", "Int64": "integer"}
+    columns = _contract(name, labelled).columns.items()
+    return tuple((column, kinds.get(str(c.dtype).split("[")[0], "string")) for column, c in columns)
 
 
 def get_dataset(name: str) -> DatasetSpec:

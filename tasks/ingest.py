@@ -356,7 +356,7 @@ def describe_failure(column: str, check: str, spec: DatasetSpec) -> str:
 
 def partition_schema(spec: DatasetSpec, labelled: bool, partition: str) -> pa.DataFrameSchema:
     """The spec's row contract plus its checks that depend on the partition (ZYELL: the day)."""
-    schema = spec.raw_schema(labelled)
+    schema = spec.contract(labelled)
     for column, checks in spec.partition_checks(partition).items():
         schema = schema.update_column(column, checks=[*schema.columns[column].checks, *checks])
     return schema
@@ -438,18 +438,21 @@ def parse_block(block: Block) -> pd.DataFrame:
 def mark_out_of_scope(frame: pd.DataFrame, spec: DatasetSpec, failed: dict[int, list]) -> None:
     """Map in-scope labels to class names; give valid out-of-scope rows their rule."""
     labels = frame[spec.label_column]
-    outside = labels.isin(spec.out_of_scope_labels).to_numpy(copy=True)
-    outside[list(failed)] = False
-    frame.loc[outside, "_rule"] = OUT_OF_SCOPE_RULE
-    frame.loc[outside, "_columns"] = spec.label_column
-    frame.loc[outside, "_reason"] = "label " + labels[outside].map(repr) + " is outside the five classes"
-    frame[spec.label_column] = canonical_labels(labels, spec).astype("str")
+    if spec.out_of_scope_labels:
+        outside = labels.isin(spec.out_of_scope_labels).to_numpy(copy=True)
+        outside[list(failed)] = False
+        frame.loc[outside, "_rule"] = OUT_OF_SCOPE_RULE
+        frame.loc[outside, "_columns"] = spec.label_column
+        frame.loc[outside, "_reason"] = "label " + labels[outside].map(repr) + " is outside the five classes"
+    frame[spec.label_column] = canonical_labels(labels, spec)
 
 
 def canonical_labels(labels: pd.Series, spec: DatasetSpec) -> pd.Series:
     """Raw labels as class names; labels the map does not know stay as they are."""
+    if spec.labels_are_class_names:
+        return labels
     mapped = labels.map(spec.label_map)
-    return mapped.where(mapped.notna(), labels)
+    return mapped.where(mapped.notna(), labels).astype("str")
 
 
 def _line_text(raw: bytes, screen: LineScreen, index: int) -> str:
