@@ -86,8 +86,9 @@ class DatasetSpec:
         return tuple(c.name for c in self.categorical)
 
     @property
-    def known_labels(self) -> frozenset[str]:
-        return frozenset(self.label_map) | self.out_of_scope_labels
+    def first_data_line(self) -> int:
+        """The 1-based line number of a file's first row."""
+        return 2 if self.has_header else 1
 
     @property
     def labels_are_class_names(self) -> bool:

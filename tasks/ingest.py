@@ -118,7 +118,7 @@ def scan_file(path: Path, spec: DatasetSpec = ZYELL, blocksize: int = DEFAULT_BL
             if offset == 0:
                 header, labelled = _check_first_chunk(path, chunk, spec)
                 starts.append(len(header))
-                lines.append(2 if spec.has_header else 1)
+                lines.append(spec.first_data_line)
             else:
                 first_newline = chunk.find(b"\n")
                 if first_newline >= 0 and offset + first_newline + 1 > starts[-1]:
@@ -130,7 +130,7 @@ def scan_file(path: Path, spec: DatasetSpec = ZYELL, blocksize: int = DEFAULT_BL
             last_byte = chunk[-1:]
     if offset == 0:
         raise IngestError(f"{path}: the file is empty")
-    data_lines = newlines - int(spec.has_header) + (last_byte != b"\n")
+    data_lines = newlines - (spec.first_data_line - 1) + (last_byte != b"\n")
     if data_lines <= 0:
         raise IngestError(f"{path}: the file has a header but no rows")
     keep = [i for i, start in enumerate(starts) if start < offset]
@@ -685,7 +685,6 @@ def ingest_files(
 ) -> Iterator[IngestOutcome]:
     """Ingest several files on one cluster, a few at a time so that one file's scan overlaps
     another's parsing. Outcomes come back in the order of `paths`; a bad file stops only itself."""
-    claim_store(store, spec.name)
 
     def one(path: Path) -> IngestOutcome:
         try:

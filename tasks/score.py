@@ -57,10 +57,6 @@ def resolve_predictor(model: str):
     return load_predictor(local / flavor["artifacts"]["predictor"]["path"])
 
 
-def first_data_line(spec: DatasetSpec) -> int:
-    return 2 if spec.has_header else 1
-
-
 def read_truth(path: Path, spec: DatasetSpec) -> np.ndarray:
     """Class codes of a truth file's labels, indexed by data line number minus the first data
     line's; -1 for a label outside the five classes. A headerless truth file holds whole rows."""
@@ -149,7 +145,7 @@ def score_file(
                 out = valid[list(store_columns(spec))].copy()
                 if labelled:
                     labels = (
-                        truth_codes[valid[LINE_COLUMN].to_numpy() - first_data_line(spec)]
+                        truth_codes[valid[LINE_COLUMN].to_numpy() - spec.first_data_line]
                         if truth_codes is not None
                         else label_codes(valid[spec.label_column], spec)
                     )
@@ -213,7 +209,7 @@ def prediction_confusion(predictions: Path, truth_dir: Path, spec: DatasetSpec) 
     """Confusion of a predictions file against the truth file of the same name."""
     table = pq.read_table(predictions, columns=[LINE_COLUMN, "pred_label"])
     truth = read_truth(truth_file(predictions, truth_dir), spec)
-    truth = truth[table[LINE_COLUMN].to_numpy() - first_data_line(spec)]
+    truth = truth[table[LINE_COLUMN].to_numpy() - spec.first_data_line]
     guessed = np.asarray(table["pred_label"].to_pylist(), dtype=object)[truth >= 0]
     return confusion_matrix(np.asarray(CLASS_NAMES, dtype=object)[truth[truth >= 0]], guessed)
 

@@ -19,6 +19,7 @@ from prefect import task
 
 from schemas.datasets import DatasetSpec, get_dataset
 from tasks.metrics import Evaluation, per_class_report, plot_confusion
+from tasks.store import part_dir, stored_parts
 
 EXPERIMENT = "nad-fusion"
 MODEL_NAME = "nad-fusion"
@@ -180,7 +181,7 @@ def raw_example(store_part: str, spec: DatasetSpec, rows: int = 5) -> pd.DataFra
 
 def example_part(store: Path) -> str:
     """The first Parquet file of the store's first partition."""
-    return min(str(p) for p in store.glob("*=*/part-*.parquet") if p.parent.name[0] not in "._")
+    return min(str(p) for part in stored_parts(store) for p in part_dir(store, part).glob("part-*.parquet"))
 
 
 def log_fused_model(run_id: str, fusion_dir: str, example: pd.DataFrame, model_name: str = MODEL_NAME) -> str:
