@@ -1,6 +1,8 @@
 """NSL-KDD through the same pipeline: its spec-driven contract on real lines, then ingest, train and
-score from the command line on a small sample of the shared file."""
+score from the command line on a small sample of the repository's copy of the training file."""
 
+import gzip
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -18,7 +20,8 @@ from schemas.firewall import CLASS_NAMES
 from tasks.ingest import IngestError, ingest_file, read_rows, to_frame, validate_rows
 from tasks.store import OUT_OF_SCOPE_DIR, StoreError, part_dir, quarantine_dir, read_report
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nsl-kdd" / "KDDTrain+_20Percent.txt"
+KDD_TRAIN = Path(__file__).resolve().parent / "data" / "nsl-kdd" / "KDDTrain+_20Percent.txt.gz"
+KDD_TRAIN_SHA256 = "1a1559ff163a1dfa7ad1fba6b00ac6a408cc16741588831b66f043b918881e53"
 PER_CLASS = {
     "normal": 150,
     "smurf": 60,
@@ -37,16 +40,16 @@ def label_of(line: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def shared_lines() -> list[str]:
-    return SHARED.read_text().splitlines()
+def kdd_lines() -> list[str]:
+    return gzip.decompress(KDD_TRAIN.read_bytes()).decode().splitlines()
 
 
 @pytest.fixture(scope="session")
-def sample(shared_lines: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sample(kdd_lines: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first PER_CLASS rows of each label, in file order: five classes and two out of scope."""
     taken: dict[str, int] = {}
     kept = []
-    for line in shared_lines:
+    for line in kdd_lines:
         label = label_of(line)
         if taken.get(label, 0) < PER_CLASS.get(label, 0):
             taken[label] = taken.get(label, 0) + 1
@@ -70,15 +73,20 @@ def first_of(lines: list[str], label: str) -> str:
 # ---------------------------------------------------------------- the contract, on real lines
 
 
-def test_the_spec_reads_the_shared_file_columns() -> None:
+def test_the_repository_ships_the_training_file_unchanged() -> None:
+    assert hashlib.sha256(gzip.decompress(KDD_TRAIN.read_bytes())).hexdigest() == KDD_TRAIN_SHA256
+    assert KDD_TRAIN_SHA256 in (KDD_TRAIN.parent / "README.md").read_text()
+
+
+def test_the_spec_reads_the_file_columns() -> None:
     assert len(NSL_KDD.columns) == 43 and len(NSL_KDD.feature_columns) == 41
     assert "difficulty" not in NSL_KDD.feature_columns and "label" not in NSL_KDD.feature_columns
     assert set(NSL_KDD.label_map.values()) == set(CLASS_NAMES)
     assert NSL_KDD.categorical_names == ("protocol_type", "service", "flag")
 
 
-def test_good_lines_pass_the_schema(shared_lines: list[str]) -> None:
-    body = ("\n".join(shared_lines[:500]) + "\n").encode()
+def test_good_lines_pass_the_schema(kdd_lines: list[str]) -> None:
+    body = ("\n".join(kdd_lines[:500]) + "\n").encode()
     table, skipped = read_rows(body, NSL_KDD, labelled=True)
     assert not skipped and table.num_rows == 500
     assert validate_rows(to_frame(table), NSL_KDD, labelled=True, partition="sample") == {}
@@ -97,9 +105,9 @@ BAD_VALUES = [
 
 
 def test_bad_lines_are_quarantined_with_line_column_and_reason(
-    shared_lines: list[str], tmp_path: Path, dask_cluster_client
+    kdd_lines: list[str], tmp_path: Path, dask_cluster_client
 ) -> None:
-    normal = first_of(shared_lines, "normal")
+    normal = first_of(kdd_lines, "normal")
     lines = [normal] + [with_field(normal, column, value) for column, value, _ in BAD_VALUES]
     lines += [normal + ",extra", normal]
     source = tmp_path / "dirty.txt"
@@ -116,10 +124,10 @@ def test_bad_lines_are_quarantined_with_line_column_and_reason(
 
 
 def test_out_of_scope_labels_are_set_aside_and_counted(
-    shared_lines: list[str], tmp_path: Path, dask_cluster_client
+    kdd_lines: list[str], tmp_path: Path, dask_cluster_client
 ) -> None:
-    lines = [first_of(shared_lines, label) for label in ("normal", "neptune", "smurf", "satan", "neptune")]
-    lines.append(with_field(first_of(shared_lines, "back"), "src_bytes", "-1"))  # bad and out of scope
+    lines = [first_of(kdd_lines, label) for label in ("normal", "neptune", "smurf", "satan", "neptune")]
+    lines.append(with_field(first_of(kdd_lines, "back"), "src_bytes", "-1"))  # bad and out of scope
     source = tmp_path / "mixed.txt"
     source.write_text("\n".join(lines) + "\n")
     store = tmp_path / "store"
@@ -140,20 +148,20 @@ def test_out_of_scope_labels_are_set_aside_and_counted(
 
 
 def test_unlabelled_files_are_told_by_their_field_count(
-    shared_lines: list[str], tmp_path: Path, dask_cluster_client
+    kdd_lines: list[str], tmp_path: Path, dask_cluster_client
 ) -> None:
-    features_only = [",".join(line.split(",")[:41]) for line in shared_lines[:20]]
+    features_only = [",".join(line.split(",")[:41]) for line in kdd_lines[:20]]
     source = tmp_path / "fresh.txt"
     source.write_text("\n".join(features_only) + "\n")
     report = ingest_file(source, tmp_path / "store", dask_cluster_client, NSL_KDD)
     assert report.rows_kept == 20 and not report.classes
     stored = pd.read_parquet(part_dir(tmp_path / "store", "file=fresh"))
     assert stored["label"].isna().all() and stored["difficulty"].isna().all()
-    mangled = [",".join(line.split(",")[:40]) for line in shared_lines[:5]]
+    mangled = [",".join(line.split(",")[:40]) for line in kdd_lines[:5]]
     source.write_text("\n".join(mangled) + "\n")
     with pytest.raises(IngestError, match=r"none of the first 5 lines has 43 fields .* line 1 has 40"):
         ingest_file(source, tmp_path / "store", dask_cluster_client, NSL_KDD)
-    source.write_text("\n".join([mangled[0], *shared_lines[:3]]) + "\n")  # a bad first line is one bad row
+    source.write_text("\n".join([mangled[0], *kdd_lines[:3]]) + "\n")  # a bad first line is one bad row
     report = ingest_file(source, tmp_path / "store", dask_cluster_client, NSL_KDD)
     counts = (report.rows_kept, report.rows_quarantined, report.rows_out_of_scope)
     assert counts == (2, 1, 1) and report.reasons == {"field_count": 1}  # line 2 is a teardrop
