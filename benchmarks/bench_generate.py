@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from schemas.generation import get_preset
-from tasks.generate import generate_dataset
+from simulator.generate import generate_dataset
 
 
 def peak_rss_mib() -> float:

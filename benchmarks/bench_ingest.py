@@ -20,8 +20,8 @@ import pyarrow.csv as pacsv
 from benchmarks.measure import PeakTreeRss
 from schemas.datasets import ZYELL
 from schemas.generation import get_preset
+from simulator.generate import generate_dataset
 from tasks.cluster import dask_client
-from tasks.generate import generate_dataset
 from tasks.ingest import ingest_files
 
 TRAIN_FILES = ("1203_firewall.csv", "1210_firewall.csv", "1216_firewall.csv")

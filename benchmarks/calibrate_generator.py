@@ -19,7 +19,7 @@ from sklearn.metrics import fbeta_score
 
 from schemas.firewall import APP_VOCABULARY, CLASS_NAMES, FEATURE_COLUMNS, LABEL_COLUMN
 from schemas.generation import get_preset
-from tasks.generate import TRUTH_DIR, generate_dataset
+from simulator.generate import TRUTH_DIR, generate_dataset
 
 
 def load_days(data: Path, split: str) -> pd.DataFrame:

@@ -80,7 +80,7 @@ def generate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing.")] = False,
 ) -> None:
     """Generate ZYELL-format firewall days: labelled training days, unlabelled test days plus truth."""
-    from tasks.generate import generate_dataset
+    from simulator.generate import generate_dataset  # noqa: TID251 (the one command over the simulator)
 
     traffic = TrafficConfig() if label_noise is None else TrafficConfig(label_noise=label_noise)
     plan = get_preset(preset.value, traffic)

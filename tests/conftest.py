@@ -9,8 +9,8 @@ from distributed import Client
 from prefect.testing.utilities import prefect_test_harness
 
 from schemas.generation import get_preset
+from simulator.generate import DaySummary, generate_dataset
 from tasks.cluster import dask_client
-from tasks.generate import DaySummary, generate_dataset
 
 TINY_SEED = 11
 

@@ -12,8 +12,8 @@ from distributed import Client
 from prefect.client.orchestration import get_client
 
 from flows.backfill import BackfillFailed, backfill
+from simulator.generate import DaySummary
 from tasks.cluster import DASK_ADDRESS_ENV
-from tasks.generate import DaySummary
 from tasks.ingest import ingest_file
 from tasks.store import part_dir, quarantine_dir, read_report, stored_parts
 from tests.helpers import free_port

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from schemas.firewall import COUNTER_COLUMNS
-from tasks.counters import (
+from simulator.counters import (
     CONNECTION_WINDOW_ROWS,
     SHORT_WINDOW_SECONDS,
     SLOW_WINDOW_SECONDS,

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from flows.cli import app
 from schemas.firewall import APP_VOCABULARY, ATTACK_NAMES, CLASS_NAMES, COLUMNS, COUNTER_COLUMNS, TIME_FORMAT
 from schemas.generation import Preset, TrafficConfig, get_preset
-from tasks.counters import compute_counters
-from tasks.generate import MANIFEST, TRUTH_DIR, DaySummary, generate_dataset
-from tasks.traffic import APP_PROFILES
+from simulator.counters import compute_counters
+from simulator.generate import MANIFEST, TRUTH_DIR, DaySummary, generate_dataset
+from simulator.traffic import APP_PROFILES
 from tests.conftest import TINY_SEED
 
 REAL_ROWS = {

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from schemas.firewall import COLUMNS
-from tasks.generate import DaySummary
+from simulator.generate import DaySummary
 from tasks.ingest import IngestError, ingest_file, select_files
 from tasks.store import QUARANTINE_DIR, REPORT_NAME, part_dir, quarantine_dir, read_report
 

@@ -12,7 +12,7 @@ import pytest
 from distributed import Client
 
 from schemas.datasets import ZYELL
-from tasks.generate import DaySummary
+from simulator.generate import DaySummary
 from tasks.ingest import (
     build_report,
     ingest_file,

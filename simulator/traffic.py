@@ -1,7 +1,7 @@
 """Simulated network traffic: normal sessions, benign look-alikes and attack episodes.
 
 Every function returns a `Rows` batch of numpy columns; nothing here loops per row. The
-model is described in `tasks/TRAFFIC_MODEL.md`.
+model is described in `simulator/TRAFFIC_MODEL.md`.
 """
 
 from collections.abc import Callable

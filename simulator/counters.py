@@ -1,6 +1,6 @@
 """The twelve `cnt_*` traffic counters, computed from a day's connection stream.
 
-Definitions (documented in `tasks/TRAFFIC_MODEL.md`): for row i of a day, in stream order,
+Definitions (documented in `simulator/TRAFFIC_MODEL.md`): for row i of a day, in stream order,
 a window holds the rows j <= i of the same day that are
 
 * time windows: ``t_i - t_j < T`` seconds, with T = 2 (plain) or T' = 60 (``_slow``);

@@ -13,8 +13,8 @@ import pyarrow.csv as pacsv
 
 from schemas.firewall import APP_VOCABULARY, ATTACK_NAMES, CLASS_NAMES, COLUMNS, LABEL_COLUMN, TIME_FORMAT
 from schemas.generation import DayPlan, Preset
-from tasks.counters import compute_counters
-from tasks.traffic import (
+from simulator.counters import compute_counters
+from simulator.traffic import (
     ATTACK_GENERATORS,
     Network,
     Rows,
