@@ -12,6 +12,7 @@ CLASS_NAMES: Final[tuple[str, ...]] = (
     "Probing-Port sweep",
 )
 NORMAL: Final[str] = "Normal"
+DDOS: Final[str] = "DDOS-smurf"
 ATTACK_NAMES: Final[tuple[str, ...]] = CLASS_NAMES[1:]
 
 COUNTER_COLUMNS: Final[tuple[str, ...]] = (

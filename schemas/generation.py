@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.firewall import ATTACK_NAMES
+from schemas.firewall import ATTACK_NAMES, DDOS
 
 PresetName = Literal["tiny", "demo", "full"]
 Split = Literal["train", "test"]
@@ -71,7 +71,7 @@ class Preset(BaseModel):
         return sum(day.rows for day in self.days)
 
 
-IP, PORT, DDOS, NMAP = "Probing-IP sweep", "Probing-Port sweep", "DDOS-smurf", "Probing-Nmap"
+IP, PORT, NMAP = "Probing-IP sweep", "Probing-Port sweep", "Probing-Nmap"
 
 # Row counts of the real ZYELL-NCTU days; attack counts follow the published class totals
 # (IP 240,524; port 77,289; DDoS 2,345; Nmap 829) and their day-to-day mix.

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from schemas.firewall import CLASS_NAMES, NORMAL
-
-DDOS = "DDOS-smurf"
+from schemas.firewall import CLASS_NAMES, DDOS, NORMAL
 
 
 def default_cost_matrix() -> np.ndarray:
