@@ -2,7 +2,7 @@
 
 Goal on 2 cores: at most 5 minutes and at most 4 GB peak memory.
 
-    .venv/bin/python benchmarks/bench_generate.py [--preset full] [--out DIR] [--keep]
+    .venv/bin/python benchmarks/bench_generate.py [--preset full] [--seed N] [--out DIR (kept)]
 """
 
 import argparse

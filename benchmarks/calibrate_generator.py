@@ -73,8 +73,8 @@ def score(train: pd.DataFrame, test: pd.DataFrame, features) -> tuple[float, dic
     predicted = model.predict(features(test))
     per_class = fbeta_score(
         test[LABEL_COLUMN], predicted, beta=2, average=None, labels=list(CLASS_NAMES), zero_division=0
-    )
-    return macro_fbeta(test[LABEL_COLUMN], predicted), dict(zip(CLASS_NAMES, per_class.round(3), strict=True))
+    ).round(3)
+    return macro_fbeta(test[LABEL_COLUMN], predicted), dict(zip(CLASS_NAMES, per_class.tolist(), strict=True))
 
 
 def main() -> None:
