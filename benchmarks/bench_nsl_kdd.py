@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_FILE = REPO.parent / "shared" / "datasets" / "nsl-kdd" / "KDDTrain+_20Percent.txt"
+DEFAULT_FILE = REPO / "tests" / "data" / "nsl-kdd" / "KDDTrain+_20Percent.txt.gz"
 COLUMNS = ("precision", "recall", "f1", "fbeta", "far", "cost", "criterion")
 
 

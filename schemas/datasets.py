@@ -21,6 +21,7 @@ from schemas.firewall import CLASS_NAMES
 
 DEFAULT_DATASET: Final[str] = "zyell"
 SAFE_PARTITION: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.-]*$")
+COMPRESSED_SUFFIX: Final[str] = ".gz"  # rotated logs: `1203_firewall.csv.gz` is read as `1203_firewall.csv`
 
 
 class PartitionError(ValueError):
@@ -54,7 +55,7 @@ class DatasetSpec:
     label_columns: tuple[str, ...]  # the trailing columns that only labelled files have
     label_column: str
     has_header: bool
-    file_glob: str  # the data files of a folder
+    file_glob: str  # the data files of a folder (their `.gz` namesakes too: `data_files`)
     identifier_columns: tuple[str, ...]  # dropped before training
     categorical: tuple[CategoricalColumn, ...]
     label_map: Mapping[str, str]  # raw label -> canonical class name
@@ -103,13 +104,23 @@ class DatasetSpec:
         """The store folder name of a partition, e.g. `day=2020-12-03`."""
         return f"{self.partition_field}={partition}"
 
+    def data_files(self, folder: Path) -> list[Path]:
+        """The data files of a folder, in name order: the glob's matches, plain or gzip-compressed."""
+        found = {*folder.glob(self.file_glob), *folder.glob(self.file_glob + COMPRESSED_SUFFIX)}
+        return sorted(path for path in found if path.is_file())
+
     def column_kinds(self, labelled: bool) -> dict[str, str]:
         """Column -> one of timestamp, string, float, integer: how the raw text is parsed."""
         return dict(_column_kinds(self.name, labelled))
 
 
+def plain_name(path: Path) -> str:
+    """A file's name without its compression suffix: the name the spec reads a partition from."""
+    return path.name.removesuffix(COMPRESSED_SUFFIX)
+
+
 def _stem_partition(path: Path, first_lines: Sequence[str]) -> str:
-    return normalise_name(path.stem)
+    return normalise_name(Path(plain_name(path)).stem)
 
 
 def normalise_name(text: str) -> str:
@@ -128,16 +139,16 @@ ZYELL_FILE_NAME: Final = re.compile(r"^(?:(?P<year>\d{4}))?(?P<month>\d{2})(?P<d
 
 
 def zyell_day_of_name(path: Path) -> tuple[int, int] | None:
-    match = ZYELL_FILE_NAME.match(path.name)
+    match = ZYELL_FILE_NAME.match(plain_name(path))
     return (int(match["month"]), int(match["day"])) if match else None
 
 
 def zyell_day(path: Path, first_lines: Sequence[str]) -> str:
     """MMDD from the name (or YYYYMMDD), with the year of the first rows with a readable time."""
-    match = ZYELL_FILE_NAME.match(path.name)
+    match = ZYELL_FILE_NAME.match(plain_name(path))
     if not match:
         raise PartitionError(
-            "cannot tell the day from the name; name it MMDD_firewall.csv or pass the day (YYYY-MM-DD)"
+            "cannot tell the day from the name; name it MMDD_firewall.csv(.gz) or pass the day (YYYY-MM-DD)"
         )
     year = int(match["year"]) if match["year"] else _first_year(first_lines)
     try:

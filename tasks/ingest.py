@@ -1,7 +1,9 @@
 """Validated, out-of-core ingestion of data files into the Parquet store, for any dataset spec.
 
 A file is first checked as a whole (present, text, a known header or field count, some rows)
-and scanned once for its sha256 and block boundaries; nothing is written if that fails. Each
+and scanned once for its sha256 and block boundaries; nothing is written if that fails. A
+leading UTF-8 BOM is skipped; a gzip file (`.csv.gz`, told by its content) is decompressed
+once, as a stream, into a copy in the partition's stage, and read from there. Each
 block of about `blocksize` bytes is then a partition of a Dask DataFrame: its lines are
 screened (UTF-8, field count, blank or repeated header lines), parsed with the types of the
 spec's pandera schema and validated with it. Every row ends up in the partition's Parquet data,
@@ -9,15 +11,23 @@ in its quarantine (with file, line, columns and reason), or, when its label is v
 outside the five classes, among its out-of-scope rows.
 """
 
+import gzip
 import hashlib
 import io
 import json
+import os
+import shutil
+import tempfile
 import time as clock
+import weakref
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import dask.dataframe as dd
 import numpy as np
@@ -29,12 +39,13 @@ import pyarrow.csv as pacsv
 from distributed import Client
 from prefect import task
 
-from schemas.datasets import DEFAULT_DATASET, ZYELL, DatasetSpec, PartitionError, get_dataset
+from schemas.datasets import DEFAULT_DATASET, ZYELL, DatasetSpec, PartitionError, get_dataset, plain_name
 from tasks.store import (
     REPORT_NAME,
     Stage,
     claim_store,
     commit_stage,
+    journal_path,
     new_stage,
     part_lock,
     read_report,
@@ -46,7 +57,9 @@ LINE_COLUMN = "line"
 QUARANTINE_COLUMNS = ("file", "line", "rule", "columns", "reason", "raw")
 OUT_OF_SCOPE_RULE = "out_of_scope"
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 SAMPLE_LINES = 1000
+HEAD_BYTES = 2**20  # the header and the SAMPLE_LINES first rows, in either format
 
 
 class IngestError(ValueError):
@@ -61,17 +74,41 @@ def store_columns(spec: DatasetSpec) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class FileHead:
+    """What the start of a file tells: labelled or not, its header and its first rows."""
+
+    labelled: bool
+    header: bytes  # empty for a format without a header
+    data_start: int  # offset of the first row in the text: after a UTF-8 BOM and the header
+    sample: tuple[str, ...]  # the first rows, for specs that read the partition from them
+
+
+@dataclass(frozen=True)
 class FileScan:
     """One pass over a file: its identity, header and where its blocks start."""
 
-    path: str
-    sha256: str
-    size: int
+    path: str  # the file as given, named in reports and the quarantine
+    text_path: str  # where its text is read: the file itself, or the decompressed copy of a gzip file
+    sha256: str  # of the text, so a day and its gzip-compressed copy are the same version
+    size: int  # of the text
     labelled: bool
     header: bytes  # empty for a format without a header
-    block_starts: tuple[int, ...]  # byte offsets; the first is just after the header
+    block_starts: tuple[int, ...]  # byte offsets in the text; the first is just after the header
     first_lines: tuple[int, ...]  # 1-based line number of each block's first line
     data_lines: int
+    sample: tuple[str, ...]  # the first rows
+
+    def release(self) -> None:
+        """Remove the decompressed copy, if any; also done on leaving a `with` block, or when
+        the scan is garbage collected."""
+        if self.text_path != self.path:
+            Path(self.text_path).unlink(missing_ok=True)
+
+    def __enter__(self) -> "FileScan":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
 
 def check_header(path: Path, header: bytes, spec: DatasetSpec) -> bool:
@@ -107,74 +144,138 @@ def check_field_count(path: Path, first_lines: list[bytes], spec: DatasetSpec) -
     )
 
 
-def scan_file(path: Path, spec: DatasetSpec = ZYELL, blocksize: int = DEFAULT_BLOCKSIZE) -> FileScan:
-    """Check the file as a whole and find block boundaries at line ends, in one pass."""
-    if not path.is_file():
+def check_path(path: Path) -> None:
+    if path.is_dir():
+        raise IngestError(f"{path}: is a directory, not a data file")
+    if not path.exists():
         raise IngestError(f"{path}: no such file")
-    digest, newlines, offset = hashlib.sha256(), 0, 0
-    starts, lines, header, last_byte = [], [], b"", b""
+    if not path.is_file():
+        raise IngestError(f"{path}: not a regular file")
+
+
+def is_gzip(path: Path) -> bool:
+    """Told by the content, not the name: a `.csv` that is really gzip is read all the same."""
     with open(path, "rb") as handle:
-        while chunk := handle.read(blocksize):
-            if offset == 0:
-                header, labelled = _check_first_chunk(path, chunk, spec)
-                starts.append(len(header))
-                lines.append(spec.first_data_line)
-            else:
-                first_newline = chunk.find(b"\n")
-                if first_newline >= 0 and offset + first_newline + 1 > starts[-1]:
-                    starts.append(offset + first_newline + 1)
-                    lines.append(newlines + 2)
-            digest.update(chunk)
-            newlines += chunk.count(b"\n")
-            offset += len(chunk)
-            last_byte = chunk[-1:]
-    if offset == 0:
-        raise IngestError(f"{path}: the file is empty")
-    data_lines = newlines - (spec.first_data_line - 1) + (last_byte != b"\n")
-    if data_lines <= 0:
-        raise IngestError(f"{path}: the file has a header but no rows")
-    keep = [i for i, start in enumerate(starts) if start < offset]
-    return FileScan(
-        path=str(path),
-        sha256=digest.hexdigest(),
-        size=offset,
-        labelled=labelled,
-        header=header,
-        block_starts=tuple(starts[i] for i in keep),
-        first_lines=tuple(lines[i] for i in keep),
-        data_lines=data_lines,
-    )
+        return handle.read(len(GZIP_MAGIC)) == GZIP_MAGIC
 
 
-def _check_first_chunk(path: Path, chunk: bytes, spec: DatasetSpec) -> tuple[bytes, bool]:
-    """The header (if the format has one) and whether the file is labelled."""
-    if chunk.startswith(GZIP_MAGIC):
-        raise IngestError(f"{path}: the file is gzip-compressed, not CSV text; decompress it first")
-    if b"\x00" in chunk[:4096]:
+def open_text(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed on the fly if it is gzip (several members are read as one)."""
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+@contextmanager
+def gzip_errors_named(path: Path) -> Iterator[None]:
+    """A damaged or truncated gzip file is a file-level error, like any unreadable file."""
+    try:
+        yield
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise IngestError(f"{path}: not a readable gzip file ({error})") from error
+
+
+def read_head(path: Path, spec: DatasetSpec = ZYELL) -> FileHead:
+    """Check the start of the file: present, text, a known header or field count."""
+    check_path(path)
+    with gzip_errors_named(path), open_text(path) as stream:
+        chunk = stream.read(HEAD_BYTES)
+    if chunk.startswith(GZIP_MAGIC) or b"\x00" in chunk[:4096]:
         raise IngestError(f"{path}: the file is binary, not CSV text")
-    end = chunk.find(b"\n")
-    first_line = chunk if end < 0 else chunk[: end + 1]
+    bom = len(UTF8_BOM) if chunk.startswith(UTF8_BOM) else 0
+    if not chunk[bom:]:
+        raise IngestError(f"{path}: the file is empty")
+    header, labelled = _header_of(path, chunk[bom:], spec)
+    start = bom + len(header)
+    rows = chunk[start:].split(b"\n", SAMPLE_LINES)[:SAMPLE_LINES]
+    return FileHead(labelled, header, start, tuple(r.decode("utf-8", errors="replace") for r in rows if r))
+
+
+def _header_of(path: Path, text: bytes, spec: DatasetSpec) -> tuple[bytes, bool]:
+    """The header line (empty for a format without one) and whether the file is labelled."""
     if not spec.has_header:
-        return b"", check_field_count(path, chunk.split(b"\n", SAMPLE_LINES)[:SAMPLE_LINES], spec)
+        return b"", check_field_count(path, text.split(b"\n", SAMPLE_LINES)[:SAMPLE_LINES], spec)
+    end = text.find(b"\n")
+    first_line = text if end < 0 else text[: end + 1]
     labelled = check_header(path, first_line, spec)
     if end < 0:
         raise IngestError(f"{path}: the file has a header but no rows")
     return first_line, labelled
 
 
-def first_data_lines(path: Path, scan: FileScan, count: int = SAMPLE_LINES) -> list[str]:
-    with open(path, "rb") as handle:
-        handle.seek(scan.block_starts[0])
-        raw = [handle.readline() for _ in range(count)]
-    return [line.decode("utf-8", errors="replace") for line in raw if line]
+def text_copy(path: Path, workdir: Path | None) -> Path:
+    """A new, empty file in `workdir` (default: the temporary folder) for a gzip file's text."""
+    handle, name = tempfile.mkstemp(prefix=".gunzip-", suffix=f"-{plain_name(path)}", dir=workdir)
+    os.close(handle)
+    return Path(name)
 
 
-def resolve_partition(path: Path, scan: FileScan, spec: DatasetSpec, explicit: str | None) -> str:
-    """The partition a file fills: given by hand, or as the spec reads it from the file."""
+def scan_file(
+    path: Path, spec: DatasetSpec = ZYELL, blocksize: int = DEFAULT_BLOCKSIZE, workdir: Path | None = None
+) -> FileScan:
+    """Check the file as a whole and find block boundaries at line ends, in one pass.
+
+    A gzip stream cannot be read from an offset, so its blocks could not be read on their
+    own. A gzip file is therefore decompressed once, as a stream of `blocksize` chunks (memory
+    stays bounded), into a copy in `workdir` while it is scanned, and its blocks are read from
+    that copy, by any Dask worker that sees `workdir`. Ingest puts the copy in the partition's
+    stage, so a crash leaves it where recovery cleans up; the scan removes it on `release()`,
+    at the end of a `with` block, or when it is garbage collected.
+    """
+    head = read_head(path, spec)
+    text_path = text_copy(path, workdir) if is_gzip(path) else path
+    try:
+        scan = _scan(path, text_path, head, spec, blocksize)
+    except BaseException:
+        if text_path != path:
+            text_path.unlink(missing_ok=True)
+        raise
+    if text_path != path:
+        weakref.finalize(scan, text_path.unlink, missing_ok=True)
+    return scan
+
+
+def _scan(path: Path, text_path: Path, head: FileHead, spec: DatasetSpec, blocksize: int) -> FileScan:
+    """The pass itself; a gzip file's text is written to `text_path` on the way."""
+    digest, newlines, offset, last_byte = hashlib.sha256(), 0, 0, b""
+    starts, lines = [head.data_start], [spec.first_data_line]
+    with gzip_errors_named(path), ExitStack() as files:
+        stream = files.enter_context(open_text(path))
+        sink = files.enter_context(open(text_path, "wb")) if text_path != path else None
+        while chunk := stream.read(blocksize):
+            first_newline = chunk.find(b"\n")
+            if offset and first_newline >= 0 and offset + first_newline + 1 > starts[-1]:
+                starts.append(offset + first_newline + 1)
+                lines.append(newlines + 2)
+            if sink:
+                sink.write(chunk)
+            digest.update(chunk)
+            newlines += chunk.count(b"\n")
+            offset += len(chunk)
+            last_byte = chunk[-1:]
+    data_lines = newlines - (spec.first_data_line - 1) + (last_byte != b"\n")
+    if data_lines <= 0:
+        raise IngestError(f"{path}: the file has a header but no rows")
+    keep = [i for i, start in enumerate(starts) if start < offset]
+    return FileScan(
+        path=str(path),
+        text_path=str(text_path),
+        sha256=digest.hexdigest(),
+        size=offset,
+        labelled=head.labelled,
+        header=head.header,
+        block_starts=tuple(starts[i] for i in keep),
+        first_lines=tuple(lines[i] for i in keep),
+        data_lines=data_lines,
+        sample=head.sample,
+    )
+
+
+def resolve_partition(path: Path, scan: FileScan | FileHead, spec: DatasetSpec, explicit: str | None) -> str:
+    """The partition a file fills: given by hand, or as the spec reads it from the file's name
+    (without `.gz`) and first rows."""
     try:
         if explicit is not None:
             return spec.normalise_partition(explicit)
-        return spec.partition_of(path, first_data_lines(path, scan))
+        return spec.partition_of(path, scan.sample)
     except PartitionError as error:
         raise IngestError(f"{path}: {error}") from error
 
@@ -186,7 +287,8 @@ def resolve_partition(path: Path, scan: FileScan, spec: DatasetSpec, explicit: s
 class Block:
     """A byte range of whole lines of one file: one partition."""
 
-    path: str
+    path: str  # the file as given
+    text_path: str  # where the bytes are read (a gzip file's decompressed copy)
     start: int
     end: int
     first_line: int
@@ -203,7 +305,7 @@ class Block:
 def plan_blocks(scan: FileScan, partition: str, spec: DatasetSpec) -> list[Block]:
     ends = (*scan.block_starts[1:], scan.size)
     return [
-        Block(scan.path, start, end, first, scan.labelled, scan.header, partition, spec.name)
+        Block(scan.path, scan.text_path, start, end, first, scan.labelled, scan.header, partition, spec.name)
         for start, end, first in zip(scan.block_starts, ends, scan.first_lines, strict=True)
     ]
 
@@ -389,7 +491,7 @@ def parse_block(block: Block) -> pd.DataFrame:
     its raw label and gets the rule OUT_OF_SCOPE_RULE.
     """
     spec = block.spec
-    with open(block.path, "rb") as handle:
+    with open(block.text_path, "rb") as handle:
         handle.seek(block.start)
         raw = handle.read(block.end - block.start)
     screen = screen_lines(raw, block)
@@ -649,20 +751,31 @@ def ingest_file(
     """
     started = clock.perf_counter()
     claim_store(store, spec.name)
-    scan = scan_file(path, spec, blocksize)
-    key = resolve_partition(path, scan, spec, partition)
+    key = resolve_partition(path, read_head(path, spec), spec, partition)
     part = spec.partition_folder(key)
     with part_lock(store, part):
         recover_part(store, part)
         previous = read_report(store, part)
-        if skip_unchanged and (skipped := unchanged_report(previous, scan, path)):
-            return skipped
-        stage = new_stage(store, part)
-        stats = write_partitions(plan_blocks(scan, key, spec), stage, client)
-        report = build_report(scan, spec, key, stats, previous, started)
-        (stage.data / REPORT_NAME).write_text(json.dumps(asdict(report), indent=2))
-        commit_stage(store, part, stage)
+        with staged_version(store, part) as stage, scan_file(path, spec, blocksize, stage.root) as scan:
+            if skip_unchanged and (skipped := unchanged_report(previous, scan, path)):
+                return skipped
+            stats = write_partitions(plan_blocks(scan, key, spec), stage, client)
+            report = build_report(scan, spec, key, stats, previous, started)
+            (stage.data / REPORT_NAME).write_text(json.dumps(asdict(report), indent=2))
+            commit_stage(store, part, stage)
     return report
+
+
+@contextmanager
+def staged_version(store: Path, part: str) -> Iterator[Stage]:
+    """A stage for a new version of `part`, with the partition's lock held. Once committed,
+    the journal owns it; a failed or skipped ingest removes it, with any decompressed copy."""
+    stage = new_stage(store, part)
+    try:
+        yield stage
+    finally:
+        if not journal_path(store, part).exists():
+            shutil.rmtree(stage.root, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -700,7 +813,7 @@ def ingest_files(
 def select_files(
     source: Path, spec: DatasetSpec = ZYELL, since: str | None = None, until: str | None = None
 ) -> list[Path]:
-    """The data files of `source` (the spec's glob) whose MMDD lies in [since, until].
+    """The data files of `source` (the spec's glob, plain or `.gz`) whose MMDD lies in [since, until].
 
     A range whose start is after its end wraps over the new year: --since 1201 --until 0131.
     Files whose name tells no day are always included.
@@ -720,7 +833,19 @@ def select_files(
             return key >= low or key <= high
         return (low is None or key >= low) and (high is None or key <= high)
 
-    return [p for p in sorted(source.glob(spec.file_glob)) if p.is_file() and wanted(p)]
+    files = [path for path in spec.data_files(source) if wanted(path)]
+    check_one_file_per_name(files)
+    return files
+
+
+def check_one_file_per_name(files: list[Path]) -> None:
+    """`1203_firewall.csv` next to `1203_firewall.csv.gz` would fill one partition twice."""
+    by_name: dict[str, list[str]] = {}
+    for path in files:
+        by_name.setdefault(plain_name(path), []).append(path.name)
+    twins = [" and ".join(names) for names in by_name.values() if len(names) > 1]
+    if twins:
+        raise ValueError(f"{'; '.join(twins)}: the same file, plain and compressed; keep one of each")
 
 
 def backfill_row(path: Path, result: IngestReport | BaseException) -> dict:

@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from prefect import task
 
-from schemas.datasets import DatasetSpec
+from schemas.datasets import DatasetSpec, plain_name
 from schemas.firewall import CLASS_NAMES
 from tasks.fusion import load_predictor
 from tasks.ingest import (
@@ -35,6 +35,7 @@ from tasks.ingest import (
     parse_block,
     plan_blocks,
     quarantine_frame,
+    read_head,
     resolve_partition,
     scan_file,
     split_set_aside,
@@ -160,7 +161,7 @@ def score_file(
                 yield out
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = path.stem
+    stem = Path(plain_name(path)).stem
     target = out_dir / f"{stem}.predictions.parquet"
     _atomic_parquet(predictions(), target, prediction_schema(spec))
     _atomic_frame(rejected_parts, out_dir / f"{stem}.quarantine.parquet")
@@ -237,5 +238,4 @@ def score_file_task(path: Path, model: str, out_dir: Path, truth: Path | None = 
 
 def unlabelled_files(source: Path, spec: DatasetSpec) -> list[Path]:
     """The data files of `source` without labels: the ones to score."""
-    files = sorted(p for p in source.glob(spec.file_glob) if p.is_file())
-    return [path for path in files if not scan_file(path, spec).labelled]
+    return [path for path in spec.data_files(source) if not read_head(path, spec).labelled]

@@ -21,6 +21,7 @@ DAY = "2020-12-10"
 PART = f"day={DAY}"
 NAME = "1210_firewall.csv"
 BASE_ROWS = 40
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,20 @@ CASES = {
         lambda lines: joined(lines)[:-30], rule="field_count", lines=(BASE_ROWS + 1,)
     ),
     "CRLF line endings (accepted)": Case(lambda lines: b"\r\n".join(lines) + b"\r\n"),
-    "file that is really gzip": Case(lambda lines: gzip.compress(joined(lines)), error="gzip-compressed"),
+    "gzip-compressed file (read directly)": Case(lambda lines: gzip.compress(joined(lines))),
+    "gzip-compressed file with a bad row": Case(
+        lambda lines: gzip.compress(with_value(10, "dpt", b"70000")(lines)),
+        rule="dpt: outside 0..65535",
+        lines=(10,),
+    ),
+    "gzip file cut short": Case(
+        lambda lines: gzip.compress(joined(lines))[:-40], error="not a readable gzip file"
+    ),
+    "gzip-compressed binary": Case(lambda lines: gzip.compress(b"\x00\x01\x02" * 100), error="binary"),
+    "UTF-8 BOM before the header (stripped)": Case(lambda lines: UTF8_BOM + joined(lines)),
+    "UTF-8 BOM and CRLF in a gzip file": Case(
+        lambda lines: gzip.compress(UTF8_BOM + b"\r\n".join(lines) + b"\r\n")
+    ),
     "blank line in the middle": Case(
         lambda lines: joined([*lines[:12], b"", *lines[12:]]),
         rule="blank_line",
