@@ -16,7 +16,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: venv demo test lint format bench-generate bench-nsl-kdd calibrate clean
+.PHONY: venv demo test test-fast lint format bench-generate bench-nsl-kdd calibrate clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: venv
 
 test: venv
 	$(BIN)/pytest -q
+
+# The suite without the tests marked slow (trained nets, Prefect servers, separate clusters).
+test-fast: venv
+	$(BIN)/pytest -q -m "not slow"
 
 lint: venv
 	$(BIN)/ruff check .

@@ -13,6 +13,17 @@ from simulator.generate import DaySummary, generate_dataset
 from tasks.cluster import dask_client
 
 TINY_SEED = 11
+# A test that needs one of these is slow: trained nets, a Prefect server (the harness or a real
+# one), a separate Dask cluster. `make test-fast` (pytest -m "not slow") leaves them out; tests
+# that are slow for another reason (they train a net themselves) carry the mark by hand.
+SLOW_FIXTURES = frozenset({"trained", "tiny_nets", "prefect_harness", "prefect_server", "real_cluster"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a slow fixture, directly or through another fixture, as slow."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -195,6 +195,7 @@ def test_class_weights_follow_the_formula() -> None:
     assert sum(w * c for w, c in zip(weights.values(), counts, strict=True)) == pytest.approx(total)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(NETS))
 def test_each_net_builds_and_lowers_its_loss(name: str, tiny_split, tiny_prep, tmp_path: Path) -> None:
     model = build_net(NETS[name], QUICK, len(tiny_prep.features))
@@ -205,6 +206,7 @@ def test_each_net_builds_and_lowers_its_loss(name: str, tiny_split, tiny_prep, t
     assert trained.history["val_loss"][1] < trained.history["val_loss"][0] * 1.05
 
 
+@pytest.mark.slow
 def test_training_is_reproducible_for_a_seed(tiny_split, tiny_prep, tmp_path: Path) -> None:
     first = train_net("binary", tiny_split, tiny_prep, QUICK, tmp_path / "a")
     second = train_net("binary", tiny_split, tiny_prep, QUICK, tmp_path / "b")
