@@ -4,6 +4,8 @@ from typing import Final
 
 import pandera.pandas as pa
 
+from schemas.checks import bounded_text
+
 CLASS_NAMES: Final[tuple[str, ...]] = (
     "Normal",
     "DDOS-smurf",
@@ -112,6 +114,14 @@ INTEGER_COLUMNS: Final[tuple[str, ...]] = (
 )
 PORT_RANGE: Final[tuple[int, int]] = (0, 65535)
 PROTO_RANGE: Final[tuple[int, int]] = (0, 255)
+# Sanity bounds, far above any real session (a year; a petabyte): they catch inf, 1e308 and overflow.
+MAX_DURATION_S: Final[float] = 365 * 86_400.0
+MAX_BYTES: Final[int] = 10**15
+
+
+def at_most(limit: float, unit: str = "") -> pa.Check:
+    """Finite and not above `limit` (NaN and inf fail)."""
+    return pa.Check.le(limit, error=f"not finite or above the maximum of {limit:,.0f}{unit}")
 
 
 def raw_day_schema(labelled: bool) -> pa.DataFrameSchema:
@@ -127,12 +137,12 @@ def raw_day_schema(labelled: bool) -> pa.DataFrameSchema:
         "dst": pa.Column(str, pa.Check.str_matches(IPV4_PATTERN), nullable=False),
         "spt": pa.Column("Int64", pa.Check.in_range(*PORT_RANGE), nullable=False),
         "dpt": pa.Column("Int64", pa.Check.in_range(*PORT_RANGE), nullable=False),
-        "duration": pa.Column("Float64", non_negative, nullable=False),
-        "out (bytes)": pa.Column("Int64", non_negative, nullable=False),
-        "in (bytes)": pa.Column("Int64", non_negative, nullable=False),
+        "duration": pa.Column("Float64", [*non_negative, at_most(MAX_DURATION_S, " s")], nullable=False),
+        "out (bytes)": pa.Column("Int64", [*non_negative, at_most(MAX_BYTES)], nullable=False),
+        "in (bytes)": pa.Column("Int64", [*non_negative, at_most(MAX_BYTES)], nullable=False),
         "proto": pa.Column("Int64", pa.Check.in_range(*PROTO_RANGE), nullable=False),
-        # An unknown app is a real-world event, not a bad row: it is kept and counted.
-        "app": pa.Column(str, pa.Check.str_length(min_value=1), nullable=False),
+        # An unknown app is a real-world event, not a bad row: it is kept and counted (if not too long).
+        "app": pa.Column(str, bounded_text(pa.Check.str_length(min_value=1)), nullable=False),
         **{name: pa.Column("Int64", non_negative, nullable=False) for name in COUNTER_COLUMNS},
     }
     if labelled:

@@ -8,6 +8,8 @@ from typing import Final
 
 import pandera.pandas as pa
 
+from schemas.checks import bounded_text
+
 PROTOCOLS: Final[tuple[str, ...]] = ("tcp", "udp", "icmp")
 # The 70 services of the NSL-KDD train and test files, most frequent first.
 SERVICES: Final[tuple[str, ...]] = (
@@ -85,7 +87,7 @@ def raw_schema(labelled: bool) -> pa.DataFrameSchema:
     columns = {}
     for name in FEATURE_COLUMNS:
         if name in CATEGORICAL:
-            columns[name] = pa.Column(str, pa.Check.str_length(min_value=1), nullable=False)
+            columns[name] = pa.Column(str, bounded_text(pa.Check.str_length(min_value=1)), nullable=False)
         elif name in RATE_COLUMNS:
             columns[name] = pa.Column("Float64", pa.Check.in_range(0.0, 1.0), nullable=False)
         elif name in FLAG_COLUMNS:

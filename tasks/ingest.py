@@ -40,6 +40,7 @@ from distributed import Client
 from prefect import task
 
 from schemas.datasets import DEFAULT_DATASET, ZYELL, DatasetSpec, PartitionError, get_dataset, plain_name
+from tasks.errors import message_of, quote, retry_if_transient
 from tasks.store import (
     REPORT_NAME,
     Stage,
@@ -124,7 +125,7 @@ def check_header(path: Path, header: bytes, spec: DatasetSpec) -> bool:
     if missing:
         raise IngestError(f"{path}: line 1: missing column(s) {missing}")
     if extra:
-        raise IngestError(f"{path}: line 1: unexpected column(s) {extra}")
+        raise IngestError(f"{path}: line 1: unexpected column(s) {quote(extra)}")
     raise IngestError(f"{path}: line 1: columns out of order; expected {list(spec.columns)}")
 
 
@@ -515,7 +516,7 @@ def parse_block(block: Block) -> pd.DataFrame:
         text = _line_text(raw, screen, kept[position])
         values = text.split(",")
         rules = [f"{column}: {words}" for column, words in failures]
-        reasons = [f"{c} = {values[spec.columns.index(c)]!r}: {words}" for c, words in failures]
+        reasons = [f"{c} = {quote(values[spec.columns.index(c)])}: {words}" for c, words in failures]
         frame.loc[position, ["_rule", "_columns", "_reason", "_raw"]] = [
             rules[0],
             ",".join(dict.fromkeys(column for column, _ in failures)),
@@ -822,7 +823,7 @@ def select_files(
         raise ValueError(f"{spec.name} file names carry no day; --since and --until do not apply")
     for text in (since, until):
         if text is not None and (len(text) != 4 or not text.isdigit()):
-            raise ValueError(f"{text!r} is not MMDD")
+            raise ValueError(f"{quote(text)} is not MMDD")
     low, high = [(int(b[:2]), int(b[2:])) if b else None for b in (since, until)]
 
     def wanted(path: Path) -> bool:
@@ -852,7 +853,7 @@ def backfill_row(path: Path, result: IngestReport | BaseException) -> dict:
     """One line of a backfill table: partition, rows, kept, quarantined, out of scope, status."""
     if isinstance(result, BaseException):
         counts = dict.fromkeys(("partition", "rows", "kept", "quarantined", "out_of_scope"))
-        return {"file": path.name, **counts, "status": f"failed: {result}"}
+        return {"file": path.name, **counts, "status": f"failed: {message_of(result)}"}
     return {
         "file": path.name,
         "partition": result.partition,
@@ -864,18 +865,12 @@ def backfill_row(path: Path, result: IngestReport | BaseException) -> dict:
     }
 
 
-def is_io_failure(task, task_run, state) -> bool:
-    """Retry a failed ingest only when the failure was I/O, not bad data."""
-    try:
-        state.result()
-    except OSError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-@task(retries=2, retry_delay_seconds=2, retry_condition_fn=is_io_failure, task_run_name="ingest-{path.name}")
+@task(
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_if_transient,  # I/O that may pass, not bad data, a missing file or access
+    task_run_name="ingest-{path.name}",
+)
 def ingest_partition(
     path: Path, store: Path, dask_address: str, dataset: str = DEFAULT_DATASET, force: bool = False
 ) -> IngestReport:

@@ -24,6 +24,7 @@ from prefect import task
 from schemas.datasets import ZYELL, DatasetSpec, get_dataset
 from schemas.firewall import CLASS_NAMES, NORMAL
 from schemas.training import SplitConfig
+from tasks.errors import retry_if_transient
 from tasks.ingest import LINE_COLUMN
 from tasks.preprocess import encode_spec_features
 from tasks.store import check_store, part_dir, read_report, stored_parts
@@ -238,7 +239,7 @@ def split_store(
     return result
 
 
-@task(name="split", retries=1, retry_delay_seconds=2)
+@task(name="split", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient)
 def split_store_task(
     store: Path,
     partitions: list[str] | None,
