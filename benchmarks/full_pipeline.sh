@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The whole job at full scale (22.5 M rows): generate, ingest, train with the paper's schedule,
-# score the test days. Prints wall time and peak RSS (of the stage's process tree) per stage.
-# Not part of `make test`; on 2 cores the training stage alone takes over an hour.
-#   bash benchmarks/full_pipeline.sh [WORK_DIR]
+# The whole job at full scale (22.5 M rows): generate, backfill, train (preset PRESET, default
+# `default`), score the four test days. Prints wall time and peak RSS (of the largest process)
+# per stage. Not part of `make test`.
+#   PRESET=default bash benchmarks/full_pipeline.sh [WORK_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-$(mktemp -d /tmp/nad-full-XXXX)}
@@ -19,7 +19,7 @@ stage() {
 
 stage generate "$nad" generate --out "$work/data" --preset full --seed 7
 stage ingest "$nad" backfill "$work/data" --store "$work/store"
-stage train "$nad" train --store "$work/store" --out "$work/artifacts"
+stage train "$nad" train --store "$work/store" --out "$work/artifacts" --preset "${PRESET:-default}"
 stage score "$nad" score "$work"/data/01*_firewall.csv --truth "$work/data/truth" --out "$work/scores" \
   --model "$work/artifacts/runs/latest/fusion"
 echo "logs and outputs in $work"

@@ -1,9 +1,9 @@
-"""Training flow: split, preprocessing, the three nets side by side, both predictors, then the
-evaluate and register subflows."""
+"""Training flow: split, preprocessing, the three nets (each an ensemble of one or more members)
+side by side, both predictors, the threshold chosen on validation, then the evaluate and register
+subflows."""
 
-import json
 import os
-from dataclasses import asdict
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -14,8 +14,10 @@ from schemas.training import TrainConfig
 from tasks.cluster import dask_client
 from tasks.evaluate import evaluate_predictors_task
 from tasks.fusion import assemble_predictors_task
-from tasks.preprocess import fit_preprocessing_task
+from tasks.preprocess import fit_preprocessing_task, preprocessing_folder
 from tasks.split import SplitResult, split_store_task
+from tasks.summary import Registration, TrainedNet, TrainingSummary
+from tasks.threshold import tune_threshold_task
 from tasks.tracking import track_and_register_task
 from tasks.train import NETS, configure_tensorflow, train_net_task
 
@@ -27,9 +29,9 @@ def evaluate(predictors: dict[str, str], split: SplitResult) -> dict:
 
 
 @flow(name="register")
-def register(training: dict, evaluations: dict, store: str) -> dict:
+def register(summary: TrainingSummary, store: str) -> Registration:
     """Log the run to MLflow, register the fused model, and apply the champion gate."""
-    return track_and_register_task(training, evaluations, store)
+    return track_and_register_task(summary, store)
 
 
 def point_latest(run_dir: Path) -> None:
@@ -40,6 +42,15 @@ def point_latest(run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
+def train_nets(split: SplitResult, prep_dir: Path, config: TrainConfig, run_dir: Path) -> list[TrainedNet]:
+    """Every member of every net; side by side when `config.parallel`."""
+    jobs = [(name, member) for name in NETS for member in range(config.ensemble)]
+    if not config.parallel:
+        return [train_net_task(name, split, prep_dir, config, run_dir, member) for name, member in jobs]
+    futures = [train_net_task.submit(name, split, prep_dir, config, run_dir, member) for name, member in jobs]
+    return [future.result() for future in futures]
+
+
 @flow(name="train")
 def train(
     store: Path,
@@ -48,14 +59,13 @@ def train(
     out: Path = Path("artifacts"),
     dask_address: str | None = None,
     dataset: str = DEFAULT_DATASET,
-) -> dict:
-    """Train the paper's nets on the chosen partitions (ZYELL: days) of the store; return where
-    everything went.
+) -> TrainingSummary:
+    """Train the nets on the chosen partitions (ZYELL: days) of the store; return what was made.
 
     The split and the preprocessing are content-addressed by the files' sha256s and the
     config, so a re-run after a crash reuses them.
     """
-    config = config or TrainConfig()
+    config = config or TrainConfig.from_preset("default")
     logger = get_run_logger()
     configure_tensorflow()
     with dask_client(dask_address) as client:
@@ -63,35 +73,40 @@ def train(
         split = split_store_task(
             Path(store), partitions, config.split, Path(out) / "splits", address, dataset
         )
-        prep_folder = Path(out) / "preprocessing" / f"{split.key}-clip{config.clip:g}"
-        prep_dir = fit_preprocessing_task(split.files("train"), config.clip, prep_folder, address, dataset)
+        prep_folder = preprocessing_folder(
+            Path(out) / "preprocessing", split.key, config.clip, config.log_transform
+        )
+        prep_dir = fit_preprocessing_task(
+            split.files("train"), config.clip, prep_folder, address, dataset, config.log_transform
+        )
     logger.info("split %s (%s): %s", split.key, "reused" if split.reused else "new", split.counts)
     run_dir = Path(out) / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    if config.parallel:
-        futures = {name: train_net_task.submit(name, split, prep_dir, config, run_dir) for name in NETS}
-        trained = {name: future.result() for name, future in futures.items()}
-    else:
-        trained = {name: train_net_task(name, split, prep_dir, config, run_dir) for name in NETS}
-    net_paths = {name: net.path for name, net in trained.items()}
+    nets = train_nets(split, prep_dir, config, run_dir)
+    net_paths = {name: [net.path for net in nets if net.name == name] for name in NETS}
     predictors = assemble_predictors_task(net_paths, prep_dir, config.threshold, run_dir)
+    threshold = None
+    if config.tune_threshold:
+        threshold = tune_threshold_task(predictors["fusion"], split.files("validation"), run_dir)
+        logger.info("threshold %.2f (best %.2f, gain lower bound %+.4f)", threshold.threshold, threshold.best,
+                    threshold.gain_lower_bound)  # fmt: skip
     point_latest(run_dir)
     evaluations = evaluate(predictors, split)
-    training = {
-        "run_dir": str(run_dir),
-        "split": split.folder,
-        "split_result": asdict(split),
-        "preprocessing": str(prep_dir),
-        "predictors": predictors,
-        "nets": {name: {k: v for k, v in asdict(t).items() if k != "history"} for name, t in trained.items()},
-        "history": {name: t.history for name, t in trained.items()},
-        "config": config.model_dump(mode="json"),
-    }
-    (run_dir / "training.json").write_text(json.dumps({**training, "evaluations": evaluations}, indent=2))
-    tracking = register(training, evaluations, str(store))
+    summary = TrainingSummary(
+        run_dir=str(run_dir),
+        config=config,
+        split=split,
+        preprocessing=str(prep_dir),
+        predictors=predictors,
+        nets=tuple(nets),
+        threshold=threshold,
+        evaluations=evaluations,
+    )
+    (run_dir / "training.json").write_text(summary.to_json())
+    registration = register(summary, str(store))
     logger.info(
         "MLflow run %s, model version %s: %s",
-        tracking["run_id"],
-        tracking["version"],
-        tracking["gate.decision"],
+        registration.run_id,
+        registration.version,
+        registration.gate.decision,
     )
-    return {**training, "evaluations": evaluations, "tracking": tracking}
+    return replace(summary, tracking=registration)

@@ -69,10 +69,13 @@ class DatasetSpec:
     time_format: str | None = None
     day_of_name: Callable[[Path], tuple[int, int] | None] | None = None  # (month, day), for --since
     model_name: str = "nad-fusion"
+    log_columns: tuple[str, ...] = ()  # heavy-tailed non-negative features: log1p before the scaler
 
     def __post_init__(self) -> None:
         if set(self.label_map.values()) != set(CLASS_NAMES):
             raise ValueError(f"{self.name}: the label map must reach all of {CLASS_NAMES}")
+        if not set(self.log_columns) <= set(self.feature_columns):
+            raise ValueError(f"{self.name}: log columns must be features: {self.log_columns}")
 
     @property
     def unlabelled_columns(self) -> tuple[str, ...]:
@@ -199,6 +202,7 @@ ZYELL: Final = DatasetSpec(
     time_column="time",
     time_format=firewall.TIME_FORMAT,
     day_of_name=zyell_day_of_name,
+    log_columns=("duration", "out (bytes)", "in (bytes)", *firewall.COUNTER_COLUMNS),
 )
 
 # ---------------------------------------------------------------- NSL-KDD: one partition per file
@@ -225,6 +229,7 @@ NSL_KDD: Final = DatasetSpec(
     normalise_partition=normalise_name,
     partition_checks=_no_checks,
     model_name="nad-fusion-nsl-kdd",
+    log_columns=nsl_kdd.HEAVY_TAILED_COLUMNS,
 )
 
 DATASETS: Final[dict[str, DatasetSpec]] = {spec.name: spec for spec in (ZYELL, NSL_KDD)}

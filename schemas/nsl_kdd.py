@@ -41,6 +41,8 @@ WINDOW_COUNTS: Final[dict[str, int]] = {  # the traffic counters and their caps
     "dst_host_count": 255,
     "dst_host_srv_count": 255,
 }
+# log1p before the scaler (README "Feature transforms": chosen by benchmarks/heavy_tails.py)
+HEAVY_TAILED_COLUMNS: Final[tuple[str, ...]] = ("duration", "src_bytes", "dst_bytes", *WINDOW_COUNTS)
 RATE_COLUMNS: Final[tuple[str, ...]] = (
     "serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate", "same_srv_rate",
     "diff_srv_rate", "srv_diff_host_rate", "dst_host_same_srv_rate", "dst_host_diff_srv_rate",

@@ -1,14 +1,28 @@
-"""Configuration of the split, the preprocessing and the three nets (one pydantic model, logged whole)."""
+"""Configuration of the split, the preprocessing and the three nets (one pydantic model, logged whole).
 
+Two presets, as data:
+- `paper`: the paper's schedule exactly (Adam 1e-4, batch 4096, epochs 50/200/50, full class
+  weights, threshold 0.5, no transforms), for reproduction;
+- `default`: a schedule that trains well at every scale: Adam 1e-3, a batch sized to the data,
+  early stopping with the best weights restored, a floor and a ceiling on gradient steps,
+  `log1p` on the dataset's heavy-tailed columns, and a binary threshold chosen on validation.
+
+A config file overrides fields of a preset; unknown keys are refused at every level.
+"""
+
+import json
 from pathlib import Path
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+STRICT = ConfigDict(frozen=True, extra="forbid")
 
 
 class SplitConfig(BaseModel):
     """80/20 into train+validation and test, then 80/20 of the first part: 64/16/20."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = STRICT
 
     seed: int = 42
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
@@ -16,34 +30,110 @@ class SplitConfig(BaseModel):
 
 
 class NetConfig(BaseModel):
-    """Training schedule of one net."""
+    """Training schedule of one net: the most epochs it may run."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = STRICT
 
     epochs: int = Field(gt=0)
 
 
+class BatchRange(BaseModel):
+    """`batch_size: auto` picks the power of two nearest to train rows / `steps_per_epoch`, within
+    [smallest, largest]: small data gets small batches (enough updates an epoch), big data big
+    ones (throughput)."""
+
+    model_config = STRICT
+
+    steps_per_epoch: int = Field(default=100, gt=0)
+    smallest: int = Field(default=32, gt=0)
+    largest: int = Field(default=4096, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "BatchRange":
+        if self.smallest > self.largest:
+            raise ValueError(f"smallest ({self.smallest}) is above largest ({self.largest})")
+        return self
+
+
 class TrainConfig(BaseModel):
-    """Everything `nad train` can change. The defaults follow the paper."""
+    """Everything `nad train` can change. The field defaults are the paper's (preset `paper`)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = STRICT
 
+    preset: str = "paper"
     split: SplitConfig = SplitConfig()
     clip: float = Field(default=50.0, gt=0)
+    log_transform: bool = False  # log1p on the dataset spec's heavy-tailed columns, before the scaler
     hidden_units: tuple[int, ...] = (256, 128, 64)
     dropout: float = Field(default=0.1, ge=0, lt=1)
     learning_rate: float = Field(default=1e-4, gt=0)
-    batch_size: int = Field(default=4096, gt=0)
+    batch_size: int | Literal["auto"] = 4096
+    batch_range: BatchRange = BatchRange()
     binary: NetConfig = NetConfig(epochs=50)
     attack: NetConfig = NetConfig(epochs=200)
     baseline: NetConfig = NetConfig(epochs=50)
     early_stopping: bool = False
     patience: int = Field(default=5, gt=0)
+    min_steps: int = Field(default=0, ge=0)  # floor: epochs are raised until this many updates
+    max_steps: int | None = Field(default=None, gt=0)  # ceiling: epochs are cut to stay under it
+    class_weights: Literal["full", "sqrt"] = "full"
     threshold: float = Field(default=0.5, gt=0, lt=1)
+    tune_threshold: bool = False  # choose the binary threshold on validation
+    ensemble: int = Field(default=1, gt=0)  # copies of each net, different seeds, probabilities averaged
     seed: int = 42
     parallel: bool = True
 
+    @model_validator(mode="after")
+    def _batch_is_positive(self) -> "TrainConfig":
+        if isinstance(self.batch_size, int) and self.batch_size <= 0:
+            raise ValueError(f"batch_size must be positive or 'auto', not {self.batch_size}")
+        return self
+
     @classmethod
-    def from_file(cls, path: Path | None) -> "TrainConfig":
-        """The config in a JSON file, or the defaults."""
-        return cls() if path is None else cls.model_validate_json(Path(path).read_text())
+    def from_preset(cls, name: str = "default", overrides: dict[str, Any] | None = None) -> "TrainConfig":
+        """A preset with `overrides` merged on top (nested sections merge key by key)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        return cls.model_validate(merge(PRESETS[name], {**(overrides or {}), "preset": name}))
+
+    @classmethod
+    def from_file(cls, path: Path | None, preset: str | None = None) -> "TrainConfig":
+        """`preset` (else the file's `preset` key, else `default`), overridden by the JSON object in
+        `path` if given."""
+        overrides = {} if path is None else json.loads(Path(path).read_text())
+        if not isinstance(overrides, dict):
+            raise ValueError(f"{path}: a config file holds a JSON object of fields to override")
+        named = overrides.pop("preset", None)
+        if preset and named and named != preset:
+            raise ValueError(f"{path} is for preset {named!r}, but preset {preset!r} was chosen")
+        return cls.from_preset(preset or named or "default", overrides)
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` on top; dicts merge recursively, anything else replaces."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        inner = merged.get(key)
+        merged[key] = merge(inner, value) if isinstance(inner, dict) and isinstance(value, dict) else value
+    return merged
+
+
+PRESETS: Final[dict[str, dict[str, Any]]] = {
+    "paper": {},
+    "default": {
+        "log_transform": True,
+        "learning_rate": 1e-3,
+        "batch_size": "auto",
+        "binary": {"epochs": 100},
+        "attack": {"epochs": 200},
+        "baseline": {"epochs": 100},
+        "early_stopping": True,
+        "patience": 8,
+        "min_steps": 1500,
+        "max_steps": 15000,
+        "class_weights": "full",
+        "tune_threshold": True,
+        "ensemble": 1,
+    },
+}
+PRESET_NAMES: Final = tuple(PRESETS)

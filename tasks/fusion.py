@@ -25,6 +25,32 @@ def run_net(model, features: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(features, batch_size=PREDICT_BATCH, verbose=0))
 
 
+def run_members(members: list, features: np.ndarray) -> np.ndarray:
+    """The ensemble's averaged outputs (a single net is an ensemble of one)."""
+    outputs = [run_net(model, features) for model in members]
+    return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0, dtype=np.float32)
+
+
+def as_members(nets) -> list:
+    return list(nets) if isinstance(nets, list | tuple) else [nets]
+
+
+def member_files(spec: dict, name: str) -> list[str]:
+    """The files of a net's members; predictors saved before ensembles have one `<name>.keras`."""
+    return spec.get("nets", {}).get(name, [f"{name}.keras"])
+
+
+def save_members(folder: Path, name: str, members: list) -> list[str]:
+    files = [f"{name}-{index}.keras" for index in range(len(members))]
+    for model, file in zip(members, files, strict=True):
+        model.save(folder / file)
+    return files
+
+
+def load_members(folder: Path, spec: dict, name: str) -> list:
+    return [load_keras(folder / file) for file in member_files(spec, name)]
+
+
 def load_keras(path: Path):
     import keras
 
@@ -50,72 +76,81 @@ class Predictor:
 
 
 class FusionModel(Predictor):
-    """The paper's fusion: the attack net classifies only the rows the binary net flags."""
+    """The paper's fusion: the attack net classifies only the rows the binary net flags.
+
+    Each net may be an ensemble of members trained with different seeds; their probabilities
+    are averaged before the threshold and the argmax.
+    """
 
     kind = "fusion"
 
     def __init__(self, preprocessing: Preprocessing, binary, attack, threshold: float = 0.5) -> None:
-        self.preprocessing, self.binary, self.attack, self.threshold = (
-            preprocessing,
-            binary,
-            attack,
-            threshold,
-        )
+        self.preprocessing, self.threshold = preprocessing, threshold
+        self.binary, self.attack = as_members(binary), as_members(attack)
         self.rows_to_attack_net = 0  # rows the attack net has seen, for audits and tests
+
+    def attack_probability(self, features: np.ndarray) -> np.ndarray:
+        return run_members(self.binary, features)[:, 0]
+
+    def attack_classes(self, features: np.ndarray) -> np.ndarray:
+        """Class codes (1..4) the attack net gives each row."""
+        self.rows_to_attack_net += len(features)
+        return (run_members(self.attack, features).argmax(axis=1) + 1).astype(np.int8)
 
     def predict_codes(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class codes and attack probabilities for scaled features."""
-        attack_probability = run_net(self.binary, features)[:, 0]
+        probability = self.attack_probability(features)
         codes = np.zeros(len(features), dtype=np.int8)
-        flagged = np.flatnonzero(attack_probability >= self.threshold)
-        self.rows_to_attack_net += len(flagged)
+        flagged = np.flatnonzero(probability >= self.threshold)
         if len(flagged):
-            codes[flagged] = run_net(self.attack, features[flagged]).argmax(axis=1) + 1
-        return codes, attack_probability
+            codes[flagged] = self.attack_classes(features[flagged])
+        return codes, probability
 
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         self.preprocessing.save(folder)
-        self.binary.save(folder / "binary.keras")
-        self.attack.save(folder / "attack.keras")
-        spec = {"kind": self.kind, "threshold": self.threshold, "classes": list(CLASS_NAMES)}
+        nets = {"binary": save_members(folder, "binary", self.binary)}
+        nets["attack"] = save_members(folder, "attack", self.attack)
+        spec = {"kind": self.kind, "threshold": self.threshold, "classes": list(CLASS_NAMES), "nets": nets}
         (folder / PREDICTOR_FILE).write_text(json.dumps(spec, indent=2))
         return folder
 
     @classmethod
     def load(cls, folder: Path, spec: dict) -> "FusionModel":
-        return cls(
-            Preprocessing.load(folder),
-            load_keras(folder / "binary.keras"),
-            load_keras(folder / "attack.keras"),
-            spec["threshold"],
-        )
+        binary, attack = load_members(folder, spec, "binary"), load_members(folder, spec, "attack")
+        return cls(Preprocessing.load(folder), binary, attack, spec["threshold"])
+
+
+def set_threshold(folder: Path, threshold: float) -> None:
+    """Write a new decision threshold into a saved fusion predictor."""
+    path = Path(folder) / PREDICTOR_FILE
+    spec = json.loads(path.read_text())
+    path.write_text(json.dumps({**spec, "threshold": threshold}, indent=2))
 
 
 class BaselineModel(Predictor):
-    """The single 5-class net, with the same interface."""
+    """The single 5-class net (or an ensemble of them), with the same interface."""
 
     kind = "baseline"
 
     def __init__(self, preprocessing: Preprocessing, net) -> None:
-        self.preprocessing, self.net = preprocessing, net
+        self.preprocessing, self.net = preprocessing, as_members(net)
 
     def predict_codes(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probabilities = run_net(self.net, features)
+        probabilities = run_members(self.net, features)
         return probabilities.argmax(axis=1).astype(np.int8), 1.0 - probabilities[:, 0]
 
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         self.preprocessing.save(folder)
-        self.net.save(folder / "baseline.keras")
-        (folder / PREDICTOR_FILE).write_text(
-            json.dumps({"kind": self.kind, "classes": list(CLASS_NAMES)}, indent=2)
-        )
+        nets = {"baseline": save_members(folder, "baseline", self.net)}
+        spec = {"kind": self.kind, "classes": list(CLASS_NAMES), "nets": nets}
+        (folder / PREDICTOR_FILE).write_text(json.dumps(spec, indent=2))
         return folder
 
     @classmethod
     def load(cls, folder: Path, spec: dict) -> "BaselineModel":
-        return cls(Preprocessing.load(folder), load_keras(folder / "baseline.keras"))
+        return cls(Preprocessing.load(folder), load_members(folder, spec, "baseline"))
 
 
 def load_predictor(folder: Path) -> FusionModel | BaselineModel:
@@ -129,11 +164,12 @@ def load_predictor(folder: Path) -> FusionModel | BaselineModel:
 
 
 def assemble_predictors(
-    net_paths: dict[str, str], prep_dir: Path, threshold: float, out_dir: Path
+    net_paths: dict[str, list[str]], prep_dir: Path, threshold: float, out_dir: Path
 ) -> dict[str, str]:
-    """Build the fusion and baseline predictors from the trained nets; return their folders."""
+    """Build the fusion and baseline predictors from the trained nets (each a list of ensemble
+    members); return their folders."""
     prep = Preprocessing.load(prep_dir)
-    nets = {name: load_keras(Path(path)) for name, path in net_paths.items()}
+    nets = {name: [load_keras(Path(path)) for path in paths] for name, paths in net_paths.items()}
     fusion = FusionModel(prep, nets["binary"], nets["attack"], threshold).save(out_dir / "fusion")
     baseline = BaselineModel(prep, nets["baseline"]).save(out_dir / "baseline")
     return {"fusion": str(fusion), "baseline": str(baseline)}
@@ -141,7 +177,7 @@ def assemble_predictors(
 
 @task(name="assemble-predictors")
 def assemble_predictors_task(
-    net_paths: dict[str, str], prep_dir: Path, threshold: float, out_dir: Path
+    net_paths: dict[str, list[str]], prep_dir: Path, threshold: float, out_dir: Path
 ) -> dict[str, str]:
     """Prefect task: save both predictors next to the nets."""
     return assemble_predictors(net_paths, prep_dir, threshold, out_dir)

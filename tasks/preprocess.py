@@ -1,5 +1,5 @@
 """The paper's preprocessing: the spec's features, each categorical column as a vocabulary index
-(ZYELL: `app`), a standard scaler, clipping.
+(ZYELL: `app`), optionally `log1p` on the spec's heavy-tailed columns, a standard scaler, clipping.
 
 The scaler is fitted out-of-core on the train split only: each partition contributes its
 count, mean and sum of squared deviations, combined with Chan's parallel formula, which gives
@@ -19,9 +19,10 @@ from distributed import Client
 from prefect import task
 
 from schemas.datasets import ZYELL, CategoricalColumn, DatasetSpec, get_dataset
+from tasks.errors import retry_if_transient
 
 ARTIFACT_NAME = "preprocessing.json"
-ARTIFACT_VERSION = 2
+ARTIFACT_VERSION = 3  # 3: log1p columns; 2: dataset specs; 1: ZYELL only
 
 
 def encode_category(values: pd.Series, column: CategoricalColumn) -> np.ndarray:
@@ -61,14 +62,18 @@ class Preprocessing:
     categorical: tuple[CategoricalColumn, ...]  # the vocabularies as fitted, kept with the model
     clip: float
     schema_version: str
+    log_columns: tuple[str, ...] = ()  # log1p before the scaler; empty in artifacts before version 3
     version: int = ARTIFACT_VERSION
 
     def transform(self, encoded: np.ndarray) -> np.ndarray:
-        """Scale encoded features (rows x features) and clip them to [-clip, clip]."""
-        scaled = (encoded - np.asarray(self.means, dtype=np.float32)) / np.asarray(
-            self.stds, dtype=np.float32
-        )
+        """Encoded features (rows x features): log1p on the heavy-tailed columns, scale, clip."""
+        logged = log_columns(encoded, self.log_indices)
+        scaled = (logged - np.asarray(self.means, dtype=np.float32)) / np.asarray(self.stds, dtype=np.float32)
         return np.clip(scaled, -self.clip, self.clip, out=scaled).astype(np.float32, copy=False)
+
+    @property
+    def log_indices(self) -> list[int]:
+        return [self.features.index(name) for name in self.log_columns]
 
     def transform_raw(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw rows (the dataset's columns) to the nets' input matrix."""
@@ -88,6 +93,8 @@ class Preprocessing:
         data = json.loads((Path(folder) / ARTIFACT_NAME).read_text())
         if data.get("version") == 1:
             data = upgrade_version_1(data)
+        if data.get("version") == 2:
+            data = {**data, "log_columns": [], "version": ARTIFACT_VERSION}
         if data.get("version") != ARTIFACT_VERSION:
             raise ValueError(
                 f"{folder}: preprocessing artifact version {data.get('version')} is not {ARTIFACT_VERSION}"
@@ -101,7 +108,17 @@ class Preprocessing:
 def upgrade_version_1(data: dict) -> dict:
     """Version 1 artifacts predate dataset specs: ZYELL, with `app` as the one categorical column."""
     app = {"name": "app", "vocabulary": data.pop("vocabulary"), "unknown": ZYELL.categorical[0].unknown}
-    return {**data, "dataset": ZYELL.name, "categorical": [app], "version": ARTIFACT_VERSION}
+    return {**data, "dataset": ZYELL.name, "categorical": [app], "version": 2}
+
+
+def log_columns(encoded: np.ndarray, indices: list[int]) -> np.ndarray:
+    """A copy of `encoded` with log1p on the given columns (negative values, which the row contract
+    refuses, count as 0)."""
+    if not indices:
+        return encoded
+    out = np.array(encoded, dtype=np.float32, copy=True)
+    out[:, indices] = np.log1p(np.maximum(out[:, indices], 0))
+    return out
 
 
 def partition_moments(frame: pd.DataFrame) -> pd.DataFrame:
@@ -131,18 +148,31 @@ def combine_moments(parts: pd.DataFrame, features: int) -> tuple[np.ndarray, np.
     return mean, np.where(std > 0, std, 1.0)  # a constant column is left unscaled, as scikit-learn does
 
 
-def read_features(path: str, features: tuple[str, ...]) -> pd.DataFrame:
-    return pq.read_table(path, columns=list(features)).to_pandas()
+def read_features(path: str, features: tuple[str, ...], logged: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One split file's encoded features, with log1p already on the `logged` columns."""
+    frame = pq.read_table(path, columns=list(features)).to_pandas()
+    indices = [features.index(name) for name in logged]
+    return pd.DataFrame(log_columns(frame.to_numpy(dtype=np.float32), indices), columns=list(features))
 
 
 def fit_preprocessing(
-    train_files: list[str], clip: float, client: Client, spec: DatasetSpec = ZYELL
+    train_files: list[str],
+    clip: float,
+    client: Client,
+    spec: DatasetSpec = ZYELL,
+    log_transform: bool = False,
 ) -> Preprocessing:
-    """Fit the scaler on the train split's files, one partition per file."""
+    """Fit the scaler on the train split's files, one partition per file, after log1p on the
+    spec's heavy-tailed columns when `log_transform`."""
     features = spec.feature_columns
+    logged = spec.log_columns if log_transform else ()
     meta = partition_moments(pd.DataFrame({name: pd.Series(dtype="float32") for name in features}))
     moments = dd.from_map(
-        read_features, train_files, features=features, meta=read_features(train_files[0], features).iloc[:0]
+        read_features,
+        train_files,
+        features=features,
+        logged=logged,
+        meta=pd.DataFrame({name: pd.Series(dtype="float32") for name in features}),
     ).map_partitions(partition_moments, meta=meta)
     parts = client.compute(moments, sync=True).reset_index(drop=True)
     mean, std = combine_moments(parts, len(features))
@@ -154,21 +184,25 @@ def fit_preprocessing(
         categorical=spec.categorical,
         clip=clip,
         schema_version=spec.schema_version,
+        log_columns=logged,
     )
 
 
-@task(name="fit-preprocessing", retries=1, retry_delay_seconds=2)
-def fit_preprocessing_task(
-    train_files: list[str], clip: float, out_dir: Path, dask_address: str, dataset: str
-) -> Path:
-    """Prefect task: fit on the train split and write the JSON artifact; returns its folder.
+def preprocessing_folder(root: Path, split_key: str, clip: float, log_transform: bool) -> Path:
+    """Named after everything the fit depends on, so a finished fit is reused and no other is."""
+    return Path(root) / f"{split_key}-clip{clip:g}{'-log1p' if log_transform else ''}"
 
-    `out_dir` is named after the split and the clip bound, so a finished fit is reused.
-    """
+
+@task(name="fit-preprocessing", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient)
+def fit_preprocessing_task(
+    train_files: list[str], clip: float, out_dir: Path, dask_address: str, dataset: str, log_transform: bool
+) -> Path:
+    """Prefect task: fit on the train split and write the JSON artifact; returns its folder
+    (see `preprocessing_folder`)."""
     if (out_dir / ARTIFACT_NAME).exists():
         return out_dir
     with Client(dask_address, set_as_default=False) as client:
-        fitted = fit_preprocessing(train_files, clip, client, get_dataset(dataset))
+        fitted = fit_preprocessing(train_files, clip, client, get_dataset(dataset), log_transform)
     out_dir.mkdir(parents=True, exist_ok=True)
     fitted.save(out_dir)
     return out_dir

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
@@ -20,6 +21,7 @@ from prefect import task
 from schemas.datasets import DatasetSpec, get_dataset
 from tasks.metrics import Evaluation, per_class_report, plot_confusion
 from tasks.store import part_dir, stored_parts
+from tasks.summary import GateDecision, Registration, TrainingSummary
 
 EXPERIMENT = "nad-fusion"
 MODEL_NAME = "nad-fusion"
@@ -106,52 +108,92 @@ def plot_curves(histories: dict[str, dict[str, list[float]]], path: Path) -> Pat
     return path
 
 
-def log_training_run(training: dict, evaluations: dict[str, dict[str, dict]], store: str) -> str:
+def log_training_run(summary: TrainingSummary, store: str) -> str:
     """One parent run for the training flow, a nested run per net; returns the parent run id."""
     configure_mlflow()
-    split = training["split_result"]
-    with mlflow.start_run(run_name=f"train-{Path(training['run_dir']).name}") as parent:
-        mlflow.log_params(flatten(training["config"], "config."))
-        mlflow.log_params({param_name(f"data.{part}"): sha for part, sha in split["partitions"].items()})
+    split = summary.split
+    with mlflow.start_run(run_name=f"train-{Path(summary.run_dir).name}") as parent:
+        mlflow.log_params(flatten(summary.config.model_dump(mode="json"), "config."))
+        mlflow.log_params({param_name(f"data.{part}"): sha for part, sha in split.partitions.items()})
         mlflow.log_params(
             {
-                "data.dataset": split["dataset"],
+                "data.dataset": split.dataset,
                 "data.store": store,
-                "data.split_key": split["key"],
+                "data.split_key": split.key,
                 "git_commit": git_commit(),
             }
         )
         mlflow.log_params(
-            {f"rows.{part}.{cls}": n for part, counts in split["counts"].items() for cls, n in counts.items()}
+            {f"rows.{part}.{cls}": n for part, counts in split.counts.items() for cls, n in counts.items()}
         )
         mlflow.set_tags(
-            {"nad.run_dir": training["run_dir"], "nad.kind": "training", "nad.dataset": split["dataset"]}
+            {
+                "nad.run_dir": summary.run_dir,
+                "nad.kind": "training",
+                "nad.dataset": split.dataset,
+                "nad.preset": summary.config.preset,
+            }
         )
-        for name, net in training["nets"].items():
-            mlflow.log_params(
-                {f"class_weight.{name}.{k}": round(v, 6) for k, v in net["class_weights"].items()}
-            )
-            with mlflow.start_run(run_name=name, nested=True):
-                mlflow.log_params({"net": name, "epochs_run": net["epochs_run"], "seconds": net["seconds"]})
-                for key, values in training["history"][name].items():
-                    for step, value in enumerate(values, start=1):
-                        mlflow.log_metric(key, value, step=step)
+        log_nets(summary)
+        log_threshold(summary)
         mlflow.log_metrics(
             {
                 metric_name(part, model, metric): figures[metric]
-                for part, models in evaluations.items()
+                for part, models in summary.evaluations.items()
                 for model, figures in models.items()
                 for metric in HEADLINE
             }
         )
-        log_evaluation_artifacts(evaluations, training)
+        log_evaluation_artifacts(summary)
         return parent.info.run_id
 
 
-def log_evaluation_artifacts(evaluations: dict[str, dict[str, dict]], training: dict) -> None:
+def log_nets(summary: TrainingSummary) -> None:
+    """Class weights on the parent run; schedule and curves on a nested run per net member."""
+    for net in summary.nets:
+        if net.member == 0:
+            mlflow.log_params(
+                {f"class_weight.{net.name}.{k}": round(v, 6) for k, v in net.class_weights.items()}
+            )
+        with mlflow.start_run(run_name=net.label if summary.config.ensemble > 1 else net.name, nested=True):
+            mlflow.log_params(
+                {
+                    "net": net.name,
+                    "member": net.member,
+                    "epochs_run": net.epochs_run,
+                    "max_epochs": net.max_epochs,
+                    "best_epoch": net.best_epoch,
+                    "batch_size": net.batch_size,
+                    "seconds": net.seconds,
+                }
+            )
+            for key, values in net.history.items():
+                for step, value in enumerate(values, start=1):
+                    mlflow.log_metric(key, value, step=step)
+
+
+def log_threshold(summary: TrainingSummary) -> None:
+    """The threshold in use; when chosen on validation, the criterion-against-threshold curve."""
+    choice = summary.threshold
+    if choice is None:
+        mlflow.log_param("threshold.chosen", summary.config.threshold)
+        return
+    mlflow.log_params({"threshold.chosen": choice.threshold, "threshold.best": choice.best})
+    mlflow.log_metrics(
+        {
+            "threshold.gain_lower_bound": choice.gain_lower_bound,
+            "threshold.criterion_at_default": choice.criterion_at_default,
+            "threshold.criterion_at_best": choice.criterion_at_best,
+        }
+    )
+    for name in ("threshold.json", "threshold-curve.png"):
+        mlflow.log_artifact(str(Path(summary.run_dir) / name), artifact_path="threshold")
+
+
+def log_evaluation_artifacts(summary: TrainingSummary) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for part, models in evaluations.items():
+        for part, models in summary.evaluations.items():
             for model, figures in models.items():
                 evaluation = Evaluation(**figures)
                 for normalised in (False, True):
@@ -161,10 +203,10 @@ def log_evaluation_artifacts(evaluations: dict[str, dict[str, dict]], training: 
                         evaluation, title, folder / f"confusion-{part}-{model}-{suffix}.png", normalised
                     )
                 (folder / f"per-class-{part}-{model}.md").write_text(per_class_report(evaluation) + "\n")
-        (folder / "fusion-vs-baseline.md").write_text(comparison_table(evaluations) + "\n")
-        plot_curves(training["history"], folder / "training-curves.png")
+        (folder / "fusion-vs-baseline.md").write_text(comparison_table(summary.evaluations) + "\n")
+        plot_curves({net.label: net.history for net in summary.nets}, folder / "training-curves.png")
         mlflow.log_artifacts(str(folder), artifact_path="evaluation")
-    mlflow.log_artifact(str(Path(training["preprocessing"]) / "preprocessing.json"))
+    mlflow.log_artifact(str(Path(summary.preprocessing) / "preprocessing.json"))
 
 
 RAW_DTYPES = {"timestamp": object, "string": object, "float": "float64", "integer": "int64"}
@@ -204,7 +246,7 @@ def log_fused_model(run_id: str, fusion_dir: str, example: pd.DataFrame, model_n
     return str(info.registered_model_version)
 
 
-def champion_gate(run_id: str, version: str, model_name: str = MODEL_NAME) -> dict:
+def champion_gate(run_id: str, version: str, model_name: str = MODEL_NAME) -> GateDecision:
     """Move `champion` to `version` only if its validation criterion is at least the champion's.
 
     The first version becomes champion. The decision and both figures go on the run.
@@ -221,16 +263,10 @@ def champion_gate(run_id: str, version: str, model_name: str = MODEL_NAME) -> di
     promote = old is None or new >= old
     if promote:
         client.set_registered_model_alias(model_name, CHAMPION, version)
-    decision = {
-        "gate.decision": "promoted" if promote else "kept",
-        "gate.version": version,
-        "gate.new_criterion": new,
-        "gate.champion_criterion": "none" if old is None else old,
-        "gate.champion_version": old_version or "none",
-    }
-    client.log_dict(run_id, decision, "gate.json")
-    for key, value in decision.items():
-        client.set_tag(run_id, key, str(value))
+    decision = GateDecision("promoted" if promote else "kept", str(version), new, old, old_version)
+    client.log_dict(run_id, asdict(decision), "gate.json")
+    for key, value in decision.tags().items():
+        client.set_tag(run_id, key, value)
     client.log_metric(run_id, "gate.new_criterion", new)
     if old is not None:
         client.log_metric(run_id, "gate.champion_criterion", old)
@@ -256,9 +292,11 @@ def run_link(run_id: str) -> str:
     return f"run {run_id} (mlflow ui --backend-store-uri {uri})"
 
 
-def pipeline_report(ingested: list[dict], training: dict, scored: list[dict]) -> str:
+def pipeline_report(ingested: list[dict], summary: TrainingSummary, scored: list[dict]) -> str:
     """The pipeline's markdown artifact: rows, the comparison, the gate and the MLflow run."""
-    tracking = training["tracking"]
+    tracking = summary.tracking
+    gate = tracking.gate
+    champion = "none" if gate.champion_criterion is None else f"{gate.champion_criterion:.4f}"
     lines = [
         "# nad-fusion pipeline",
         "",
@@ -272,15 +310,14 @@ def pipeline_report(ingested: list[dict], training: dict, scored: list[dict]) ->
         f"| {r['out_of_scope']} | {r['status']} |"
         for r in ingested
     ]
-    lines += ["", "## Fusion against baseline", "", comparison_table(training["evaluations"]), ""]
+    lines += ["", "## Fusion against baseline", "", comparison_table(summary.evaluations), ""]
     lines += [
         "## Champion gate",
         "",
-        f"Model version {tracking['version']}: **{tracking['gate.decision']}** (validation criterion "
-        f"{tracking['gate.new_criterion']:.4f} against the champion's "
-        f"{tracking['gate.champion_criterion']}).",
+        f"Model version {tracking.version} (preset {summary.config.preset}): **{gate.decision}** "
+        f"(validation criterion {gate.new_criterion:.4f} against the champion's {champion}).",
         "",
-        f"MLflow: {run_link(tracking['run_id'])}",
+        f"MLflow: {run_link(tracking.run_id)}",
     ]
     if scored:
         lines += [
@@ -297,19 +334,39 @@ def pipeline_report(ingested: list[dict], training: dict, scored: list[dict]) ->
     return "\n".join(lines) + "\n"
 
 
+def training_report(summary: TrainingSummary) -> str:
+    """What `nad train` prints: nets, predictors, threshold, the comparison and the gate."""
+    lines = [f"run folder: {summary.run_dir} (preset {summary.config.preset})"]
+    for net in summary.nets:
+        lines.append(
+            f"  {net.label:10s} {net.epochs_run:4d}/{net.max_epochs} epochs (best {net.best_epoch}), "
+            f"batch {net.batch_size}, {net.seconds:8.1f} s  ({net.path})"
+        )
+    lines += [f"  predictor {name}: {folder}" for name, folder in summary.predictors.items()]
+    if summary.threshold is not None:
+        choice = summary.threshold
+        lines.append(
+            f"  threshold {choice.threshold:.2f} (best on validation {choice.best:.2f}, "
+            f"gain lower bound {choice.gain_lower_bound:+.4f})"
+        )
+    lines += ["", "fusion vs baseline on the held-out split rows:", comparison_table(summary.evaluations)]
+    if summary.tracking is not None:
+        tracking, gate = summary.tracking, summary.tracking.gate
+        lines.append(
+            f"\nMLflow run {tracking.run_id} ({tracking.tracking_uri}); model {tracking.model_name} version "
+            f"{tracking.version} {gate.decision}: validation criterion {gate.new_criterion:.4f} vs champion "
+            f"{gate.champion_criterion if gate.champion_criterion is not None else 'none'}"
+        )
+    return "\n".join(lines)
+
+
 @task(name="track-and-register")
-def track_and_register_task(training: dict, evaluations: dict, store: str) -> dict:
+def track_and_register_task(summary: TrainingSummary, store: str) -> Registration:
     """Prefect task: log the run, register the fused model (one registered model per dataset),
     apply the champion gate."""
-    spec = get_dataset(training["split_result"]["dataset"])
-    run_id = log_training_run(training, evaluations, store)
+    spec = get_dataset(summary.dataset)
+    run_id = log_training_run(summary, store)
     example = raw_example(example_part(Path(store)), spec)
-    version = log_fused_model(run_id, training["predictors"]["fusion"], example, spec.model_name)
-    decision = champion_gate(run_id, version, spec.model_name)
-    return {
-        "run_id": run_id,
-        "version": version,
-        "model_name": spec.model_name,
-        "tracking_uri": tracking_uri(),
-        **decision,
-    }
+    version = log_fused_model(run_id, summary.predictors["fusion"], example, spec.model_name)
+    gate = champion_gate(run_id, version, spec.model_name)
+    return Registration(run_id, version, spec.model_name, tracking_uri(), gate)

@@ -10,10 +10,11 @@ shuffled anew every epoch; the whole training set is never in memory.
 """
 
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,10 +27,11 @@ from prefect import task
 from prefect.exceptions import MissingContextError
 
 from schemas.firewall import ATTACK_NAMES, CLASS_NAMES
-from schemas.training import TrainConfig
+from schemas.training import BatchRange, TrainConfig
 from tasks.metrics import class_scores
 from tasks.preprocess import Preprocessing
 from tasks.split import SplitResult
+from tasks.summary import TrainedNet
 
 ROW_GROUPS_PER_SHUFFLE = 4
 
@@ -71,10 +73,40 @@ NETS: dict[str, NetSpec] = {
 }
 
 
-def class_weights(counts: list[int]) -> dict[int, float]:
-    """The paper's weights: w_i = total / (count_i x n_classes)."""
+def class_weights(counts: list[int], kind: str = "full") -> dict[int, float]:
+    """`full`, the paper's weights: w_i = total / (count_i x n_classes); `sqrt`: their square root,
+    which still favours rare classes but lets Normal's sheer size keep false alarms down."""
     total = sum(counts)
-    return {i: total / (count * len(counts)) for i, count in enumerate(counts)}
+    full = {i: total / (count * len(counts)) for i, count in enumerate(counts)}
+    return full if kind == "full" else {i: weight**0.5 for i, weight in full.items()}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How one net trains on its rows: batch size, the most epochs, and the first epoch at which
+    early stopping may stop it (so that the floor on gradient steps holds)."""
+
+    batch_size: int
+    epochs: int
+    steps_per_epoch: int
+    first_stop_epoch: int
+
+
+def auto_batch_size(rows: int, batch_range: BatchRange) -> int:
+    """The power of two nearest to rows / steps_per_epoch, within the range."""
+    wanted = max(rows / batch_range.steps_per_epoch, 1.0)
+    return int(min(max(2 ** round(math.log2(wanted)), batch_range.smallest), batch_range.largest))
+
+
+def plan_schedule(rows: int, config: TrainConfig, max_epochs: int) -> Schedule:
+    """Epochs between the floor (`min_steps`) and the ceiling (`max_steps`) on gradient steps."""
+    batch = auto_batch_size(rows, config.batch_range) if config.batch_size == "auto" else config.batch_size
+    steps = max(-(-rows // batch), 1)
+    floor_epochs = -(-config.min_steps // steps)
+    epochs = max(max_epochs, floor_epochs)
+    if config.max_steps is not None:
+        epochs = min(epochs, max(config.max_steps // steps, 1))
+    return Schedule(batch, epochs, steps, min(floor_epochs, epochs))
 
 
 def configure_tensorflow(threads: int | None = None) -> None:
@@ -92,9 +124,14 @@ def configure_tensorflow(threads: int | None = None) -> None:
         logging.getLogger(__name__).debug("TensorFlow already initialised; thread pools unchanged")
 
 
-def build_net(spec: NetSpec, config: TrainConfig, features: int) -> keras.Model:
+def net_seed(spec: NetSpec, config: TrainConfig, member: int) -> int:
+    """Member 0 keeps the seeds of a single net; each ensemble member gets its own."""
+    return config.seed * 100 + spec.seed_offset + 1000 * member
+
+
+def build_net(spec: NetSpec, config: TrainConfig, features: int, member: int = 0) -> keras.Model:
     """The dense net shared by all three: features -> hidden layers (ReLU, dropout) -> outputs."""
-    seed = config.seed * 100 + spec.seed_offset
+    seed = net_seed(spec, config, member)
     inputs = keras.Input(shape=(features,), name="features")
     x = inputs
     for index, units in enumerate(config.hidden_units):
@@ -108,7 +145,7 @@ def build_net(spec: NetSpec, config: TrainConfig, features: int) -> keras.Model:
     outputs = keras.layers.Dense(
         spec.outputs, activation="sigmoid" if binary else "softmax", kernel_initializer=init
     )(x)
-    model = keras.Model(inputs, outputs, name=spec.name)
+    model = keras.Model(inputs, outputs, name=f"{spec.name}_{member}" if member else spec.name)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
@@ -221,46 +258,52 @@ class ValidationFbeta(keras.callbacks.Callback):
             logs["val_fbeta"] = self.values[-1]
 
 
-@dataclass(frozen=True)
-class TrainedNet:
-    """A trained net on disk, with its history and timings."""
+def stopping_callbacks(config: TrainConfig, schedule: Schedule) -> list[keras.callbacks.Callback]:
+    """Early stopping on validation loss, best weights restored, never before the step floor."""
+    if not config.early_stopping:
+        return []
+    return [
+        keras.callbacks.EarlyStopping(
+            "val_loss",
+            patience=config.patience,
+            restore_best_weights=True,
+            start_from_epoch=schedule.first_stop_epoch,
+        )
+    ]
 
-    name: str
-    path: str
-    epochs_run: int
-    seconds: float
-    train_rows: int
-    class_weights: dict[int, float]
-    history: dict[str, list[float]] = field(default_factory=dict)
 
-    @property
-    def samples_per_second(self) -> float:
-        return self.train_rows * self.epochs_run / self.seconds
+def best_epoch(history: dict[str, list[float]], early_stopping: bool) -> int:
+    """The 1-based epoch whose weights were kept: the lowest validation loss, or the last."""
+    losses = history.get("val_loss", [])
+    if not early_stopping or not losses:
+        return len(history.get("loss", []))
+    return int(np.argmin(losses)) + 1
+
+
+def net_file(name: str, member: int) -> str:
+    return f"{name}-{member}.keras"
 
 
 def train_net(
-    name: str, split: SplitResult, prep: Preprocessing, config: TrainConfig, out_dir: Path
+    name: str, split: SplitResult, prep: Preprocessing, config: TrainConfig, out_dir: Path, member: int = 0
 ) -> TrainedNet:
-    """Train one of the three nets on the split and save it as `out_dir/<name>.keras`."""
+    """Train one of the three nets (one ensemble member) and save it as `out_dir/<name>-<member>.keras`."""
     spec = NETS[name]
-    epochs = getattr(config, name).epochs
     counts = spec.class_counts(split.counts["train"])
-    weights = class_weights(counts)
-    model = build_net(spec, config, len(prep.features))
-    seed = config.seed * 100 + spec.seed_offset
-    train = make_dataset(split.files(spec.train_split), spec, prep, config.batch_size, seed)
-    validation = make_dataset(split.files(spec.validation_split), spec, prep, config.batch_size, None)
+    schedule = plan_schedule(sum(counts), config, getattr(config, name).epochs)
+    weights = class_weights(counts, config.class_weights)
+    model = build_net(spec, config, len(prep.features), member)
+    seed = net_seed(spec, config, member)
+    train = make_dataset(split.files(spec.train_split), spec, prep, schedule.batch_size, seed)
+    validation = make_dataset(split.files(spec.validation_split), spec, prep, schedule.batch_size, None)
     fbeta = ValidationFbeta(validation, spec)
-    callbacks: list[keras.callbacks.Callback] = [fbeta, EpochLog(name, epochs)]
-    if config.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True)
-        )
+    label = f"{name}-{member}" if config.ensemble > 1 else name
+    callbacks = [fbeta, EpochLog(label, schedule.epochs), *stopping_callbacks(config, schedule)]
     started = time.perf_counter()
     history = model.fit(
         train,
         validation_data=validation,
-        epochs=epochs,
+        epochs=schedule.epochs,
         class_weight=weights,
         callbacks=callbacks,
         shuffle=False,
@@ -268,8 +311,12 @@ def train_net(
     )
     seconds = time.perf_counter() - started
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.keras"
+    path = out_dir / net_file(name, member)
     model.save(path)
+    curves = {
+        **{k: [float(v) for v in values] for k, values in history.history.items()},
+        "val_fbeta": fbeta.values,
+    }
     return TrainedNet(
         name=name,
         path=str(path),
@@ -277,16 +324,17 @@ def train_net(
         seconds=round(seconds, 3),
         train_rows=sum(counts),
         class_weights=weights,
-        history={
-            **{k: [float(v) for v in values] for k, values in history.history.items()},
-            "val_fbeta": fbeta.values,
-        },
+        member=member,
+        batch_size=schedule.batch_size,
+        max_epochs=schedule.epochs,
+        best_epoch=best_epoch(curves, config.early_stopping),
+        history=curves,
     )
 
 
-@task(name="train-net", task_run_name="train-{name}")
+@task(name="train-net", task_run_name="train-{name}-{member}")
 def train_net_task(
-    name: str, split: SplitResult, prep_dir: Path, config: TrainConfig, out_dir: Path
+    name: str, split: SplitResult, prep_dir: Path, config: TrainConfig, out_dir: Path, member: int = 0
 ) -> TrainedNet:
-    """Prefect task: one net; the three run side by side on one shared TensorFlow pool."""
-    return train_net(name, split, Preprocessing.load(prep_dir), config, out_dir)
+    """Prefect task: one net (one ensemble member); all run side by side on one shared TensorFlow pool."""
+    return train_net(name, split, Preprocessing.load(prep_dir), config, out_dir, member)
