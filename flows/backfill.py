@@ -1,18 +1,56 @@
-"""Backfill flow: ingest every data file of a folder into the store, one task per file."""
+"""Backfill flow: ingest every data file of a folder into the store, one task per file.
+
+A source folder that is not there is an error, and so is a backfill that matches no file,
+unless `allow_empty` says that a quiet day is expected: a nightly job must not succeed on
+nothing without saying so.
+"""
 
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from schemas.datasets import DEFAULT_DATASET, get_dataset
+from schemas.datasets import DEFAULT_DATASET, DatasetSpec, get_dataset
 from tasks.cluster import dask_client
+from tasks.errors import InputError, NadError
 from tasks.ingest import backfill_row, ingest_partition, select_files
 from tasks.store import claim_store
 
 
-class BackfillFailed(RuntimeError):
-    """Some files could not be ingested; the others landed."""
+class BackfillFailed(NadError):
+    """Some files could not be ingested; the others landed. `rows` holds every file's row."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        super().__init__(rows)
+        self.rows = rows
+
+    def __str__(self) -> str:
+        return "; ".join(f"{row['file']}: {row['status']}" for row in self.rows if is_failed(row))
+
+    def __repr__(self) -> str:  # as Prefect logs it: the message, not every row
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+def is_failed(row: dict) -> bool:
+    return row["status"].startswith("failed")
+
+
+def files_to_ingest(
+    source: Path, spec: DatasetSpec, since: str | None, until: str | None, allow_empty: bool
+) -> list[Path]:
+    """The files of `source` to ingest; an error if the folder is missing, or if none match and
+    an empty match is not allowed."""
+    if not source.is_dir():
+        raise InputError(f"{source}: {'not a folder' if source.exists() else 'no such folder'}")
+    paths = select_files(source, spec, since, until)
+    if not paths and not allow_empty:
+        window = " ".join(part for part in (since and f"from {since}", until and f"to {until}") if part)
+        days = f" with a day {window}" if window else ""
+        raise InputError(
+            f"no {spec.name} files ({spec.file_glob}) in {source}{days}; "
+            "allow an empty match with --allow-empty (flow parameter allow_empty)"
+        )
+    return paths
 
 
 @flow(name="backfill")
@@ -24,6 +62,7 @@ def backfill(
     force: bool = False,
     dask_address: str | None = None,
     dataset: str = DEFAULT_DATASET,
+    allow_empty: bool = False,
 ) -> list[dict]:
     """Ingest the data files of `source` (for ZYELL: MMDD in [since, until]) concurrently.
 
@@ -32,8 +71,10 @@ def backfill(
     """
     logger = get_run_logger()
     spec = get_dataset(dataset)
-    paths = select_files(Path(source), spec, since, until)
+    paths = files_to_ingest(Path(source), spec, since, until, allow_empty)
     logger.info("backfill of %d %s files from %s into %s", len(paths), dataset, source, store)
+    if not paths:
+        return []
     claim_store(Path(store), dataset)
     with dask_client(dask_address) as client:
         address = client.scheduler.address
@@ -41,7 +82,6 @@ def backfill(
         results = [future.result(raise_on_failure=False) for future in futures]
     rows = [backfill_row(path, result) for path, result in zip(paths, results, strict=True)]
     create_table_artifact(rows, key="backfill-summary", description=f"Backfill of {source} into {store}")
-    failed = [row for row in rows if row["status"].startswith("failed")]
-    if failed:
-        raise BackfillFailed("; ".join(f"{row['file']}: {row['status']}" for row in failed))
+    if any(is_failed(row) for row in rows):
+        raise BackfillFailed(rows)
     return rows

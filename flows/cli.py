@@ -4,7 +4,10 @@ Heavy modules (TensorFlow, Dask, Prefect) are imported inside the commands: Dask
 processes start by importing this entry point again, and should not pay for them.
 """
 
+import logging
 import os
+import sys
+import traceback
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -15,8 +18,14 @@ from schemas.datasets import DatasetSpec, PartitionError, get_dataset
 from schemas.firewall import CLASS_NAMES
 from schemas.generation import TrafficConfig, get_preset
 from schemas.runtime import DASK_ADDRESS_ENV
+from tasks.errors import InputError, message_about, message_of
 
-QUIET_DEFAULTS = {"TF_CPP_MIN_LOG_LEVEL": "2", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+# Prefect's 20 s wait for its temporary server is too short on a busy 2-core machine.
+QUIET_DEFAULTS = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
 
 app = typer.Typer(
     help="nad-fusion: network anomaly detection on firewall logs.",
@@ -31,6 +40,11 @@ class PresetChoice(StrEnum):
     full = "full"
 
 
+class TrainPreset(StrEnum):
+    default = "default"
+    paper = "paper"
+
+
 class DatasetChoice(StrEnum):
     zyell = "zyell"
     nsl_kdd = "nsl-kdd"
@@ -42,9 +56,59 @@ DatasetOption = Annotated[
 ]
 
 
+class Session:
+    """What the global options set for this run of `nad`."""
+
+    debug = False
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an error, print its traceback too (and Prefect's).")
+    ] = False,
+) -> None:
     """Network anomaly detection by model fusion, on ZYELL-format firewall logs or NSL-KDD."""
+    Session.debug = debug
+
+
+class WithoutTraceback(logging.Formatter):
+    """Formats a console log line as `inner` does, but leaves out the traceback: it stays in
+    the Prefect logs (the API), and `--debug` shows it."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        bare = {**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None}
+        return self.inner.format(logging.makeLogRecord(bare))
+
+
+def hide_console_tracebacks() -> None:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, WithoutTraceback):
+            handler.setFormatter(WithoutTraceback(handler.formatter))
+
+
+def run_flow(flow, *args, **kwargs):
+    """Run a Prefect flow in this process and return its result. A failure raises its root cause;
+    the console shows Prefect's tracebacks only with --debug."""
+    if not Session.debug:
+        hide_console_tracebacks()
+    return flow(*args, **kwargs)
+
+
+def read_config(path: Path | None, preset: str | None):
+    """The training config, or an error naming the config file."""
+    from schemas.training import TrainConfig
+
+    try:
+        return TrainConfig.from_file(path, preset)
+    except (OSError, ValueError) as error:
+        raise InputError(message_about(path or "the training config", error)) from error
 
 
 def format_counts_table(rows: list[tuple[str, str, int, dict[str, int]]]) -> str:
@@ -149,6 +213,14 @@ def ingest(
         raise typer.Exit(code=1)
 
 
+AllowEmptyOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty", help="Succeed without ingesting when no file matches (a quiet day); else an error."
+    ),
+]
+
+
 @app.command()
 def backfill(
     source: Annotated[
@@ -162,15 +234,25 @@ def backfill(
     force: Annotated[bool, typer.Option("--force", help="Re-ingest files that are unchanged.")] = False,
     dataset: DatasetOption = DatasetChoice.zyell,
     dask_address: DaskOption = None,
+    allow_empty: AllowEmptyOption = False,
 ) -> None:
     """Prefect flow: ingest every new or changed file of SOURCE_DIR, concurrently."""
+    from flows.backfill import BackfillFailed, is_failed
     from flows.backfill import backfill as backfill_flow
 
-    state = backfill_flow(source, store, since, until, force, dask_address, dataset.value, return_state=True)
-    rows = state.result(raise_on_failure=False)
-    if state.is_failed():
-        typer.echo(f"backfill failed: {rows}", err=True)
-        raise typer.Exit(code=1)
+    try:
+        rows = run_flow(
+            backfill_flow, source, store, since, until, force, dask_address, dataset.value, allow_empty
+        )
+    except BackfillFailed as failed:
+        echo_backfill_rows([row for row in failed.rows if not is_failed(row)])
+        raise
+    echo_backfill_rows(rows)
+    if not rows:
+        typer.echo(f"no files to ingest in {source} (allowed by --allow-empty)")
+
+
+def echo_backfill_rows(rows: list[dict]) -> None:
     for row in rows:
         typer.echo(
             f"{row['file']}: {row['partition']} rows={row['rows']:,} kept={row['kept']:,} "
@@ -188,6 +270,12 @@ def parse_partitions(text: str | None, spec: DatasetSpec) -> list[str] | None:
         raise typer.BadParameter(str(error), param_hint="--partitions") from error
 
 
+PresetOption = Annotated[
+    TrainPreset | None,
+    typer.Option(help="default (trains well at every scale) or paper (the paper's schedule)."),
+]
+
+
 @app.command()
 def train(
     store: StoreOption,
@@ -200,16 +288,17 @@ def train(
         ),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="A TrainConfig JSON file (default: the paper's).")
+        Path | None, typer.Option(help="A JSON object of TrainConfig fields to override on the preset.")
     ] = None,
+    preset: PresetOption = None,
     out: Annotated[Path, typer.Option(help="Where splits, preprocessing and runs go.")] = Path("artifacts"),
     dataset: DatasetOption = DatasetChoice.zyell,
     dask_address: DaskOption = None,
 ) -> None:
     """Prefect flow: split, preprocess, train the three nets side by side, save both predictors."""
     from flows.train import train as train_flow
-    from schemas.training import TrainConfig
     from tasks.store import StoreError, check_store
+    from tasks.tracking import training_report
 
     spec = get_dataset(dataset)
     try:
@@ -217,24 +306,8 @@ def train(
     except StoreError as error:
         raise typer.BadParameter(str(error), param_hint="--dataset") from error
     parts = parse_partitions(partitions, spec)
-    summary = train_flow(store, parts, TrainConfig.from_file(config), out, dask_address, spec.name)
-    typer.echo(f"run folder: {summary['run_dir']}")
-    for name, net in summary["nets"].items():
-        typer.echo(f"  {name:8s} {net['epochs_run']:4d} epochs  {net['seconds']:8.1f} s  ({net['path']})")
-    for name, folder in summary["predictors"].items():
-        typer.echo(f"  predictor {name}: {folder}")
-    from tasks.tracking import comparison_table
-
-    typer.echo(
-        "\nfusion vs baseline on the held-out split rows:\n" + comparison_table(summary["evaluations"])
-    )
-    tracking = summary["tracking"]
-    typer.echo(
-        f"\nMLflow run {tracking['run_id']} ({tracking['tracking_uri']}); "
-        f"model {tracking['model_name']} version {tracking['version']} "
-        f"{tracking['gate.decision']}: validation criterion {tracking['gate.new_criterion']:.4f} "
-        f"vs champion {tracking['gate.champion_criterion']}"
-    )
+    summary = run_flow(train_flow, store, parts, read_config(config, preset), out, dask_address, spec.name)
+    typer.echo(training_report(summary))
 
 
 @app.command()
@@ -245,42 +318,48 @@ def score(
     ),
     model: Annotated[
         str | None,
-        typer.Option(help="A predictor folder or an MLflow model URI (default: the dataset's champion)."),
+        typer.Option(
+            help="A predictor folder, a run folder, the --out folder of nad train, or an MLflow model "
+            "URI (default: the dataset's champion)."
+        ),
     ] = None,
     truth: Annotated[
         Path | None, typer.Option(help="Folder of truth files with the same names (else: a label column).")
     ] = None,
     dataset: DatasetOption = DatasetChoice.zyell,
 ) -> None:
-    """Validate and score data files chunk by chunk; with labels, also compute and log the metrics."""
-    from tasks.score import resolve_predictor, score_file
-    from tasks.tracking import HEADLINE, log_evaluation_run
+    """Prefect flow (as the score-day deployment): validate and score each file block by block;
+    with labels, also the metrics, logged to MLflow. A file that fails gets an error line."""
+    from flows.score import ScoreFailed, score_days
 
-    spec = get_dataset(dataset)
-    model = model or f"models:/{spec.model_name}@champion"
-    predictor = resolve_predictor(model)
-    if predictor.preprocessing.dataset != spec.name:
-        raise typer.BadParameter(
-            f"{model} was trained on {predictor.preprocessing.dataset}, not {spec.name}", param_hint="--model"
-        )
-    for path in files:
-        truth_file = truth / path.name if truth and (truth / path.name).exists() else None
-        report = score_file(path, predictor, out, truth_file, model)
-        predicted = ", ".join(f"{k} {v:,}" for k, v in report.predicted.items() if v)
-        typer.echo(
-            f"{path.name}: read {report.rows_read:,} = kept {report.rows_kept:,} + quarantined "
-            f"{report.rows_quarantined:,} + out of scope {report.rows_out_of_scope:,}; "
-            f"predicted {predicted}; {report.rows_per_second:,.0f} rows/s"
-        )
-        if report.metrics:
-            figures = {f"score.{predictor.kind}.{k}": report.metrics[k] for k in HEADLINE}
-            params = {"file": str(path), "model": model, "data.dataset": spec.name}
-            run_id = log_evaluation_run(f"score-{path.stem}", params, figures)
-            typer.echo(
-                "  "
-                + "  ".join(f"{k} {report.metrics[k]:.4f}" for k in HEADLINE)
-                + f"  (MLflow run {run_id})"
-            )
+    try:
+        outcomes = run_flow(score_days, files, model, out, truth, dataset.value)
+    except ScoreFailed as failed:
+        outcomes = failed.outcomes
+    for outcome in outcomes:
+        if outcome.error:
+            typer.echo(f"error: {outcome.error}", err=True)
+        else:
+            typer.echo(score_lines(outcome))
+    if any(outcome.error for outcome in outcomes):
+        raise typer.Exit(code=1)
+
+
+def score_lines(outcome) -> str:
+    """A scored file's counts, and its metrics with their MLflow run when its labels were known."""
+    from tasks.tracking import HEADLINE
+
+    report = outcome.report
+    predicted = ", ".join(f"{k} {v:,}" for k, v in report.predicted.items() if v)
+    lines = [
+        f"{Path(report.file).name}: read {report.rows_read:,} = kept {report.rows_kept:,} + quarantined "
+        f"{report.rows_quarantined:,} + out of scope {report.rows_out_of_scope:,}; "
+        f"predicted {predicted}; {report.rows_per_second:,.0f} rows/s"
+    ]
+    if report.metrics:
+        figures = "  ".join(f"{k} {report.metrics[k]:.4f}" for k in HEADLINE)
+        lines.append(f"  {figures}  (MLflow run {outcome.mlflow_run})")
+    return "\n".join(lines)
 
 
 @app.command()
@@ -309,34 +388,76 @@ def pipeline(
         int | None, typer.Option(help="Train on the K last labelled partitions (ZYELL: most recent days).")
     ] = None,
     out: Annotated[Path, typer.Option(help="Where splits, runs and scores go.")] = Path("artifacts"),
-    config: Annotated[Path | None, typer.Option(help="A TrainConfig JSON file.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="A JSON object of TrainConfig fields to override on the preset.")
+    ] = None,
+    preset: PresetOption = None,
     score: Annotated[
         bool, typer.Option("--score", help="Score SOURCE's unlabelled days with the champion.")
     ] = False,
     truth: Annotated[Path | None, typer.Option(help="Truth files for the scored files.")] = None,
     dataset: DatasetOption = DatasetChoice.zyell,
     dask_address: DaskOption = None,
+    allow_empty: AllowEmptyOption = False,
+    train_anyway: Annotated[
+        bool,
+        typer.Option(
+            "--train-anyway",
+            help="Train and register even after a failed or empty backfill, on the store as it is.",
+        ),
+    ] = False,
 ) -> None:
     """Prefect flow: backfill, train, evaluate, register through the gate, and optionally score."""
     from flows.pipeline import pipeline as pipeline_flow
     from tasks.tracking import comparison_table
 
-    result = pipeline_flow(source, store, last_days, out, config, score, truth, dask_address, dataset.value)
+    read_config(config, preset)  # a bad config is refused before the backfill starts
+    result = run_flow(
+        pipeline_flow,
+        source, store, last_days, out, config, score, truth, dask_address, dataset.value, preset,
+        allow_empty, train_anyway,
+    )  # fmt: skip
     training = result["training"]
-    typer.echo(comparison_table(training["evaluations"]))
-    tracking = training["tracking"]
+    if training is None:
+        typer.echo(f"no new files in {source}: nothing trained (--train-anyway trains on the store as it is)")
+        return
+    typer.echo(comparison_table(training.evaluations))
+    tracking = training.tracking
     typer.echo(
-        f"model version {tracking['version']}: {tracking['gate.decision']}; MLflow run {tracking['run_id']}"
+        f"model version {tracking.version} (preset {training.config.preset}): {tracking.gate.decision}; "
+        f"MLflow run {tracking.run_id}"
     )
-    for report in result["scores"]:
-        criterion = f"criterion {report['metrics']['criterion']:.4f}" if report["metrics"] else "no labels"
-        typer.echo(f"scored {Path(report['file']).name}: {report['rows_read']:,} rows, {criterion}")
+    for report in (outcome.report for outcome in result["scores"]):
+        criterion = f"criterion {report.metrics['criterion']:.4f}" if report.metrics else "no labels"
+        typer.echo(f"scored {Path(report.file).name}: {report.rows_read:,} rows, {criterion}")
+
+
+def report_error(error: Exception) -> int:
+    """Print `error` as one `error:` line (after its traceback with --debug); return the exit code.
+
+    Command-line errors are click's (vendored by typer), told by their `format_message`.
+    """
+    if Session.debug:
+        traceback.print_exception(error)
+    if type(error).__name__ == "NoArgsIsHelpError":  # `nad` alone: the help, printed already
+        return error.exit_code
+    if hasattr(error, "format_message"):
+        context = getattr(error, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        typer.echo(f"error: {error.format_message()}{hint}", err=True)
+        return error.exit_code
+    typer.echo(f"error: {message_of(error)}", err=True)
+    return 1
 
 
 def main() -> None:
     for name, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except Exception as error:  # whatever fails, the user reads one line
+        code = report_error(error)
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ already in the store are skipped, and an unchanged split and scaler are reused. 
 alias only moves in the register step, the last of training, so a failed run never moves it.
 """
 
+from dataclasses import asdict
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.backfill import backfill
@@ -31,18 +32,36 @@ def pipeline(
     truth: Path | None = None,
     dask_address: str | None = None,
     dataset: str = DEFAULT_DATASET,
+    preset: str | None = None,
+    allow_empty: bool = False,
+    train_anyway: bool = False,
 ) -> dict:
-    """Backfill `source` into `store`, train on the last `last_days` labelled partitions, and
-    with `score`, score the unlabelled files of `source` with the new champion."""
+    """Backfill `source` into `store`, train on the last `last_days` labelled partitions (with
+    `preset`, default `default`, and the overrides of `config_file`), and with `score`, score the
+    unlabelled files of `source` with the new champion.
+
+    After a failed backfill, or one that found no file (`allow_empty`), it trains only with
+    `train_anyway`, on the store as it is."""
     spec = get_dataset(dataset)
-    ingested = backfill(Path(source), Path(store), dask_address=dask_address, dataset=dataset)
+    try:
+        ingested = backfill(
+            Path(source), Path(store), dask_address=dask_address, dataset=dataset, allow_empty=allow_empty
+        )
+    except Exception as error:
+        if not train_anyway:
+            raise
+        get_run_logger().warning("backfill failed (%s); training anyway on the store as it is", error)
+        ingested = getattr(error, "rows", [])
+    if not ingested and not train_anyway:
+        get_run_logger().warning("no new files in %s: not training (train_anyway trains anyway)", source)
+        return {"backfill": [], "training": None, "scores": []}
     parts = last_labelled_parts(Path(store), last_days)
-    config = TrainConfig.from_file(config_file)
+    config = TrainConfig.from_file(config_file, preset)
     summary = train(Path(store), parts, config, Path(out), dask_address, dataset)
     scored = []
     if score:
         files = unlabelled_files(Path(source), spec)
-        model = f"models:/{spec.model_name}@champion"
-        scored = score_days(files, model, Path(out) / "scores", truth)
-    create_markdown_artifact(pipeline_report(ingested, summary, scored), key="pipeline-report")
+        scored = score_days(files, None, Path(out) / "scores", truth, dataset)
+    reports = [asdict(outcome.report) for outcome in scored]
+    create_markdown_artifact(pipeline_report(ingested, summary, reports), key="pipeline-report")
     return {"backfill": ingested, "training": summary, "scores": scored}

@@ -1,22 +1,58 @@
-"""Scoring flow: score data files with a registered or saved model, one task per file."""
+"""Scoring flow: score data files with a registered or saved model, one task per file.
+
+`nad score` and the `score-day` deployment both run this flow, so both refuse a model of
+another dataset, default to the dataset's champion and log an MLflow evaluation run for each
+file whose labels are known. One bad file fails only its own task; the flow then ends Failed,
+naming it, after the other files were scored.
+"""
 
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
-from tasks.score import score_file_task
+from schemas.datasets import DEFAULT_DATASET, get_dataset
+from tasks.errors import InputError, NadError
+from tasks.score import ScoredFile, champion_uri, resolve_model_task, score_file_task, scored_file, truth_of
+
+
+class ScoreFailed(NadError):
+    """Some files could not be scored; the others were. `outcomes` holds every file's."""
+
+    def __init__(self, outcomes: list[ScoredFile]) -> None:
+        super().__init__(outcomes)
+        self.outcomes = outcomes
+
+    def __str__(self) -> str:
+        failed = [outcome.error for outcome in self.outcomes if outcome.error]
+        return f"{len(failed)} of {len(self.outcomes)} files could not be scored: " + "; ".join(failed)
+
+    def __repr__(self) -> str:  # as Prefect logs it: the message, not every outcome
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 @flow(name="score-days")
 def score_days(
     files: list[Path],
-    model: str = "models:/nad-fusion@champion",
+    model: str | None = None,
     out: Path = Path("scores"),
     truth: Path | None = None,
-) -> list[dict]:
-    """Validate and score each file; with a truth folder, also the metrics."""
+    dataset: str = DEFAULT_DATASET,
+) -> list[ScoredFile]:
+    """Validate and score each file with `model` (default: the dataset's champion); with labels
+    (a label column, or a file of the same name in `truth`), also the metrics, logged to MLflow."""
+    if not files:
+        raise InputError("no files to score")
+    model = model or champion_uri(get_dataset(dataset))
+    predictor = resolve_model_task(model, dataset)
+    get_run_logger().info("scoring %d %s files with %s (%s)", len(files), dataset, model, predictor)
+    paths = [Path(f) for f in files]
     futures = [
-        score_file_task.submit(Path(f), model, Path(out), Path(truth) / Path(f).name if truth else None)
-        for f in files
+        score_file_task.submit(path, predictor, Path(out), truth_of(path, truth), model) for path in paths
     ]
-    return [future.result() for future in futures]
+    outcomes = [
+        scored_file(path, future.result(raise_on_failure=False))
+        for path, future in zip(paths, futures, strict=True)
+    ]
+    if any(outcome.error for outcome in outcomes):
+        raise ScoreFailed(outcomes)
+    return outcomes

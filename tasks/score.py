@@ -9,10 +9,14 @@ The predictor knows its dataset (its preprocessing names the spec). Per input fi
   classes, set aside unscored;
 - `STEM.summary.json`: rows read = kept + quarantined + out of scope, counts per predicted
   class and, when labels are known (a label column, or a truth file), every metric.
+
+A model is named by a folder (a predictor, a run, or the `--out` folder of `nad train`) or an
+MLflow URI, and resolved once per scoring run to a local predictor folder (`predictor_folder`).
 """
 
 import json
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -25,9 +29,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from prefect import task
 
-from schemas.datasets import DatasetSpec, plain_name
+from schemas.datasets import DatasetSpec, get_dataset, plain_name
 from schemas.firewall import CLASS_NAMES
-from tasks.fusion import load_predictor
+from tasks.errors import InputError, ModelError, message_about, retry_if_transient
+from tasks.fusion import PREDICTOR_FILE, load_predictor
 from tasks.ingest import (
     ARROW_KINDS,
     LINE_COLUMN,
@@ -42,20 +47,80 @@ from tasks.ingest import (
     store_columns,
 )
 from tasks.metrics import confusion_matrix, evaluate_confusion
+from tasks.preprocess import Preprocessing
+from tasks.tracking import CHAMPION, HEADLINE, configure_mlflow, log_evaluation_run
+
+MLMODEL_FILE = "MLmodel"
+MODEL_FORMS = (
+    "a predictor folder (with predictor.json), a run folder, the --out folder of nad train, "
+    "or an MLflow model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model)"
+)
+
+
+def champion_uri(spec: DatasetSpec) -> str:
+    """The default model of a dataset: its registered model's champion."""
+    return f"models:/{spec.model_name}@{CHAMPION}"
+
+
+def is_model_uri(model: str) -> bool:
+    return re.match(r"^[a-z][a-z0-9+.-]*:/", model) is not None
+
+
+def predictor_folder(model: str) -> Path:
+    """The local predictor folder that `model` names: a predictor folder itself, a run folder
+    (its `fusion/`), the `--out` folder of `nad train` (its `runs/latest/fusion/`), a saved
+    MLflow model, or an MLflow model URI (downloaded)."""
+    if is_model_uri(model):
+        return download_predictor(model)
+    path = Path(model)
+    if not path.exists():
+        raise ModelError(f"{model}: no such folder, and not a model URI; give {MODEL_FORMS}")
+    if not path.is_dir():
+        raise ModelError(f"{model}: a file, not a model; give {MODEL_FORMS}")
+    for folder in (path, path / "fusion", path / "runs" / "latest" / "fusion"):
+        if (folder / PREDICTOR_FILE).is_file():
+            return folder
+    if (path / MLMODEL_FILE).is_file():
+        return pyfunc_predictor(path)
+    raise ModelError(f"{model}: holds no model; give {MODEL_FORMS}")
+
+
+def download_predictor(uri: str) -> Path:
+    import mlflow
+
+    configure_mlflow()
+    try:
+        return pyfunc_predictor(Path(mlflow.artifacts.download_artifacts(artifact_uri=uri)))
+    except mlflow.exceptions.MlflowException as error:
+        raise ModelError(f"{uri}: {error.message.splitlines()[0]}") from error
+
+
+def pyfunc_predictor(local: Path) -> Path:
+    """The predictor folder inside a saved pyfunc model (see tasks/pyfunc_model.py)."""
+    import mlflow
+
+    if not (local / MLMODEL_FILE).is_file():
+        raise ModelError(f"{local}: no {MLMODEL_FILE}; not a model logged by nad train")
+    flavor = mlflow.models.Model.load(local / MLMODEL_FILE).flavors.get("python_function", {})
+    predictor = flavor.get("artifacts", {}).get("predictor", {}).get("path")
+    if predictor is None:
+        raise ModelError(f"{local}: an MLflow model without a nad predictor")
+    return local / predictor
+
+
+def check_model_dataset(folder: Path, spec: DatasetSpec, model: str) -> None:
+    """Refuse a model trained on another dataset than the files to score."""
+    trained_on = Preprocessing.load(folder).dataset
+    if trained_on != spec.name:
+        raise ModelError(
+            f"{model} was trained on {trained_on}, not {spec.name}; "
+            f"score with --dataset {trained_on} or another --model"
+        )
 
 
 def resolve_predictor(model: str):
-    """A predictor folder, or an MLflow model URI such as models:/nad-fusion@champion."""
-    if Path(model).is_dir():
-        return load_predictor(Path(model))
-    import mlflow
-
-    from tasks.tracking import configure_mlflow
-
-    configure_mlflow()
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
-    flavor = mlflow.models.Model.load(local / "MLmodel").flavors["python_function"]
-    return load_predictor(local / flavor["artifacts"]["predictor"]["path"])
+    """The predictor that `model` names (see `predictor_folder`), loaded."""
+    return load_predictor(predictor_folder(model))
 
 
 def read_truth(path: Path, spec: DatasetSpec) -> np.ndarray:
@@ -64,8 +129,22 @@ def read_truth(path: Path, spec: DatasetSpec) -> np.ndarray:
     label = spec.label_column
     read = pacsv.ReadOptions() if spec.has_header else pacsv.ReadOptions(column_names=list(spec.columns))
     convert = pacsv.ConvertOptions(column_types={label: arrow.string()}, include_columns=[label])
-    labels = pacsv.read_csv(path, read, convert_options=convert)[label].to_pandas()
+    try:
+        labels = pacsv.read_csv(path, read, convert_options=convert)[label].to_pandas()
+    except arrow.ArrowInvalid as error:
+        raise InputError(f"{path}: not a {spec.name} truth file ({str(error).splitlines()[0]})") from error
     return label_codes(labels, spec)
+
+
+def truth_for(path: Path, truth: Path, data_lines: int, spec: DatasetSpec) -> np.ndarray:
+    """The truth file's class codes, checked to hold one label per data line of `path`."""
+    codes = read_truth(truth, spec)
+    if len(codes) != data_lines:
+        raise InputError(
+            f"{truth}: {len(codes):,} labels for the {data_lines:,} rows of {path}; "
+            "a truth file has one label per data line"
+        )
+    return codes
 
 
 def label_codes(labels: pd.Series, spec: DatasetSpec) -> np.ndarray:
@@ -95,16 +174,22 @@ class ScoreReport:
 
 def _atomic_parquet(frames, path: Path, schema: arrow.Schema) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with pq.ParquetWriter(tmp, schema) as writer:
-        for frame in frames:
-            writer.write_table(arrow.Table.from_pandas(frame, schema=schema, preserve_index=False))
-    os.replace(tmp, path)
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for frame in frames:
+                writer.write_table(arrow.Table.from_pandas(frame, schema=schema, preserve_index=False))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _atomic_frame(frames: list[pd.DataFrame], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    try:
+        pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def score_file(
@@ -118,7 +203,7 @@ def score_file(
     spec = predictor.preprocessing.spec
     scan = scan_file(path, spec)
     blocks = plan_blocks(scan, resolve_partition(path, scan, spec, None), spec)
-    truth_codes = read_truth(truth, spec) if truth else None
+    truth_codes = truth_for(path, truth, scan.data_lines, spec) if truth else None
     size = len(CLASS_NAMES)
     confusion = np.zeros((size, size), dtype=np.int64)
     counts = {"kept": 0, "quarantined": 0, "out_of_scope": 0}
@@ -227,13 +312,61 @@ def evaluate_prediction_folder(
     return per_file, evaluate_confusion(sum(confusions.values())).to_dict()
 
 
-@task(name="score-file", retries=1, retry_delay_seconds=2, task_run_name="score-{path.name}")
-def score_file_task(path: Path, model: str, out_dir: Path, truth: Path | None = None) -> dict:
-    """Prefect task: score one day file with the model (folder or MLflow URI)."""
-    report = score_file(
-        path, resolve_predictor(model), out_dir, truth if truth and truth.exists() else None, model
-    )
-    return asdict(report)
+@dataclass(frozen=True)
+class ScoredFile:
+    """One file of a scoring run: its report and, when its labels were known, the MLflow run of
+    its metrics; or, when it could not be scored, why."""
+
+    file: str
+    report: ScoreReport | None = None
+    mlflow_run: str | None = None
+    error: str | None = None
+
+
+def log_score_run(report: ScoreReport, kind: str, spec: DatasetSpec) -> str:
+    """An MLflow evaluation run with a scored file's metrics; returns its id."""
+    figures = {f"score.{kind}.{name}": report.metrics[name] for name in HEADLINE}
+    params = {"file": report.file, "model": report.model, "data.dataset": spec.name}
+    return log_evaluation_run(f"score-{Path(plain_name(Path(report.file))).stem}", params, figures)
+
+
+def truth_of(path: Path, truth_dir: Path | None) -> Path | None:
+    """The truth file named like `path` in `truth_dir`, if there is one."""
+    candidate = Path(truth_dir) / plain_name(Path(path)) if truth_dir else None
+    return candidate if candidate and candidate.is_file() else None
+
+
+def scored_file(path: Path, result: ScoredFile | BaseException) -> ScoredFile:
+    """A file's outcome from its task's result: the task's ScoredFile, or its error as one line."""
+    if isinstance(result, ScoredFile):
+        return result
+    return ScoredFile(str(path), error=message_about(path, result))
+
+
+@task(name="resolve-model", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient)
+def resolve_model_task(model: str, dataset: str) -> Path:
+    """Prefect task: the local predictor folder of `model`, checked to fit `dataset`."""
+    folder = predictor_folder(model)
+    check_model_dataset(folder, get_dataset(dataset), model)
+    return folder
+
+
+@task(
+    name="score-file",
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_if_transient,
+    task_run_name="score-{path.name}",
+)
+def score_file_task(
+    path: Path, predictor: Path, out_dir: Path, truth: Path | None = None, model: str = ""
+) -> ScoredFile:
+    """Prefect task: validate and score one file with a predictor folder; with known labels, log
+    the metrics as an MLflow evaluation run."""
+    loaded = load_predictor(predictor)
+    report = score_file(path, loaded, out_dir, truth, model or str(predictor))
+    run = log_score_run(report, loaded.kind, loaded.preprocessing.spec) if report.metrics else None
+    return ScoredFile(str(path), report, run)
 
 
 def unlabelled_files(source: Path, spec: DatasetSpec) -> list[Path]:

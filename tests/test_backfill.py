@@ -14,6 +14,7 @@ from prefect.client.orchestration import get_client
 from flows.backfill import BackfillFailed, backfill
 from simulator.generate import DaySummary
 from tasks.cluster import DASK_ADDRESS_ENV
+from tasks.errors import InputError
 from tasks.ingest import ingest_file
 from tasks.store import part_dir, quarantine_dir, read_report, stored_parts
 from tests.helpers import free_port
@@ -62,6 +63,18 @@ def test_one_bad_day_fails_the_flow_but_not_the_others(source: Path, tmp_path: P
     assert [row["status"] for row in table[:3]] == ["ingested"] * 3
     assert table[3]["status"].startswith("failed") and table[3]["rows"] is None
     assert all(row["rows"] == row["kept"] + row["quarantined"] + row["out_of_scope"] for row in table[:3])
+
+
+def test_a_missing_folder_or_an_empty_match_fails_unless_allowed(
+    source: Path, tmp_path: Path, prefect_harness
+) -> None:
+    store = tmp_path / "store"
+    with pytest.raises(InputError, match=r"nosuchdir: no such folder$"):
+        backfill(tmp_path / "nosuchdir", store)
+    with pytest.raises(InputError, match=r"no zyell files .* with a day from 0301 to 0302; allow an empty"):
+        backfill(source, store, since="0301", until="0302")
+    assert backfill(source, store, since="0301", until="0302", allow_empty=True) == []
+    assert not store.exists()
 
 
 def test_rerun_skips_unchanged_days_unless_forced(source: Path, tmp_path: Path, prefect_harness) -> None:

@@ -1,4 +1,5 @@
-"""`nad score` and `nad evaluate` on tiny days: with and without labels, with bad rows."""
+"""`nad score`, the score-days flow and `nad evaluate` on tiny days: with and without labels, with
+bad rows and bad files, and the forms of `--model`."""
 
 import json
 from pathlib import Path
@@ -6,21 +7,26 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.score import ScoreFailed, score_days
 from schemas.datasets import ZYELL
 from schemas.firewall import CLASS_NAMES, COLUMNS
+from tasks.errors import ModelError
 from tasks.fusion import load_predictor
-from tasks.score import evaluate_prediction_folder, resolve_predictor, score_file
-from tasks.tracking import MODEL_NAME
+from tasks.score import evaluate_prediction_folder, predictor_folder, resolve_predictor, score_file
+from tasks.tracking import MODEL_NAME, configure_mlflow
+
+REPO = Path(__file__).resolve().parents[1]
 
 TEST_DAY = "0124_firewall.csv"
 
 
 @pytest.fixture(scope="module")
-def fusion(trained: dict):
-    return load_predictor(Path(trained["predictors"]["fusion"]))
+def fusion(trained):
+    return load_predictor(Path(trained.predictors["fusion"]))
 
 
 def test_unlabelled_day_with_truth_gets_predictions_and_metrics(
@@ -66,16 +72,18 @@ def test_labelled_day_with_bad_rows_is_quarantined_and_scored(fusion, tiny_dir: 
     assert report.metrics is not None and sum(map(sum, report.metrics["confusion"])) == report.rows_kept
 
 
-def test_model_uri_resolves_to_the_registered_champion(trained: dict, fusion, tiny_dir: Path) -> None:
+def test_model_uri_resolves_to_the_registered_champion(
+    trained, trained_mlflow, fusion, tiny_dir: Path
+) -> None:
     rows = pd.read_csv(tiny_dir / TEST_DAY).head(30)
-    served = resolve_predictor(f"models:/{MODEL_NAME}/{trained['tracking']['version']}")
+    served = resolve_predictor(f"models:/{MODEL_NAME}/{trained.tracking.version}")
     assert (served.predict(rows) == fusion.predict(rows)).all()
 
 
 def test_cli_score_logs_an_evaluation_run_and_evaluate_agrees(
-    trained: dict, tiny_dir: Path, tmp_path: Path
+    trained, tiny_dir: Path, tmp_path: Path
 ) -> None:
-    model = trained["predictors"]["fusion"]
+    model = trained.predictors["fusion"]
     args = [
         "score",
         str(tiny_dir / TEST_DAY),
@@ -96,3 +104,88 @@ def test_cli_score_logs_an_evaluation_run_and_evaluate_agrees(
     assert evaluated.exit_code == 0 and "all files:" in evaluated.output
     criterion = f"criterion {run.data.metrics['score.fusion.criterion']:.4f}"
     assert criterion in evaluated.output
+
+
+# ---------------------------------------------------------------- one scoring path: the score-days flow
+
+
+def test_the_flow_logs_an_evaluation_run_for_each_file_with_labels(
+    trained, tiny_dir: Path, tmp_path: Path, prefect_harness
+) -> None:
+    files = [tiny_dir / TEST_DAY, tiny_dir / "0125_firewall.csv"]
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    (truth / TEST_DAY).write_bytes((tiny_dir / "truth" / TEST_DAY).read_bytes())
+    outcomes = score_days(files, trained.predictors["fusion"], tmp_path / "out", truth)
+    assert [Path(o.file).name for o in outcomes] == [TEST_DAY, "0125_firewall.csv"]
+    labelled, unlabelled = outcomes
+    run = mlflow.get_run(labelled.mlflow_run)
+    assert run.data.tags["nad.kind"] == "evaluation" and run.data.params["data.dataset"] == "zyell"
+    assert run.data.metrics["score.fusion.criterion"] == pytest.approx(labelled.report.metrics["criterion"])
+    assert unlabelled.report.metrics is None and unlabelled.mlflow_run is None
+
+
+def test_the_flow_refuses_a_model_of_another_dataset(
+    trained, tiny_dir: Path, tmp_path: Path, prefect_harness
+) -> None:
+    with pytest.raises(ModelError, match="was trained on zyell, not nsl-kdd"):
+        score_days([tiny_dir / TEST_DAY], trained.predictors["fusion"], tmp_path, dataset="nsl-kdd")
+
+
+def test_the_flow_defaults_to_the_champion_of_the_dataset(
+    tiny_dir: Path, tmp_path: Path, prefect_harness, monkeypatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty-mlflow.db'}")
+    with pytest.raises(ModelError, match=r"^models:/nad-fusion-nsl-kdd@champion: .*not found"):
+        score_days([tiny_dir / TEST_DAY], out=tmp_path, dataset="nsl-kdd")
+    monkeypatch.undo()
+    configure_mlflow()  # back to the session's store
+
+
+def test_a_bad_file_fails_the_flow_after_the_others_are_scored(
+    trained, tiny_dir: Path, tmp_path: Path, prefect_harness
+) -> None:
+    empty = tmp_path / "0126_firewall.csv"
+    empty.touch()
+    with pytest.raises(
+        ScoreFailed, match=r"^1 of 2 files could not be scored: .*0126_firewall.csv: the file is empty"
+    ):
+        score_days([empty, tiny_dir / TEST_DAY], trained.predictors["fusion"], tmp_path / "out")
+    assert (tmp_path / "out" / "0124_firewall.summary.json").is_file()
+
+
+def test_the_score_day_deployment_takes_the_dataset_and_defaults_to_its_champion() -> None:
+    deployments = {d["name"]: d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
+    parameters = deployments["score-day"]["parameters"]
+    assert parameters["dataset"] == "zyell" and parameters.get("model") is None
+
+
+# ---------------------------------------------------------------- the forms of --model
+
+
+def test_model_may_be_the_train_out_folder_a_run_folder_or_a_predictor_folder(trained) -> None:
+    run = Path(trained.run_dir)
+    fusion = (run / "fusion").resolve()
+    for given in (run.parents[1], run, run / "fusion"):
+        assert predictor_folder(str(given)).resolve() == fusion
+
+
+@pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        ("{tmp}/nosuch", "no such folder, and not a model URI"),
+        ("{keras}", "a file, not a model"),
+        ("{tmp}", "holds no model"),
+        ("models:/no-such-model@champion", "Registered Model with name=no-such-model not found"),
+        (f"models:/{MODEL_NAME}/999", f"Model Version (name={MODEL_NAME}, version=999) not found"),
+    ],
+    ids=["missing-path", "keras-file", "empty-folder", "unknown-name", "unknown-version"],
+)
+def test_a_model_that_is_not_one_is_refused_naming_it(
+    trained, tmp_path: Path, model: str, words: str
+) -> None:
+    keras = min(Path(trained.predictors["fusion"]).glob("*.keras"))
+    model = model.format(tmp=tmp_path, keras=keras)
+    with pytest.raises(ModelError) as refused:
+        predictor_folder(model)
+    assert str(refused.value).startswith(f"{model}: {words}")
