@@ -15,8 +15,10 @@ steps: (1) the new version is written under `.staging`; (2) a journal naming the
 live folders is written and renamed into place, which is the commit point; (3) the live
 folders move to `.trash` and the staged ones take their place. `recover_part` rolls a
 committed journal forward and deletes uncommitted staging, so a crash at any point leaves
-either the previous version or the new one, never a mix. Readers skip
-names that start with `_` or `.`.
+either the previous version or the new one, never a mix. Every writer opens the store with
+`claim_store`, which recovers each partition that a dead writer left behind; a partition whose
+lock is held belongs to a live writer and is left to it. Readers skip names that start with
+`_` or `.`.
 """
 
 import fcntl
@@ -53,7 +55,8 @@ def out_of_scope_dir(store: Path, part: str) -> Path:
 
 
 def claim_store(store: Path, dataset: str) -> None:
-    """Mark a new store as holding `dataset`, or check that it does."""
+    """Open `store` for writing: mark a new store as holding `dataset`, or check that it does,
+    and recover what dead writers left behind."""
     store.mkdir(parents=True, exist_ok=True)
     marker = store / DATASET_FILE
     if not marker.exists():
@@ -61,6 +64,7 @@ def claim_store(store: Path, dataset: str) -> None:
         tmp.write_text(json.dumps({"dataset": dataset}))
         os.replace(tmp, marker)
     check_store(store, dataset)
+    recover_store(store)
 
 
 def check_store(store: Path, dataset: str) -> None:
@@ -109,14 +113,19 @@ def new_stage(store: Path, part: str) -> Stage:
 
 
 @contextmanager
-def part_lock(store: Path, part: str) -> Iterator[None]:
-    """One writer per partition, across threads and processes."""
+def part_lock(store: Path, part: str, wait: bool = True) -> Iterator[bool]:
+    """One writer per partition, across threads and processes. Yields whether the lock is held:
+    always True when `wait`; False at once, without waiting, when another writer holds it."""
     locks = store / LOCKS_DIR
     locks.mkdir(parents=True, exist_ok=True)
     with open(locks / f"{part}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -171,22 +180,31 @@ def recover_part(store: Path, part: str) -> None:
     Call with the partition's lock held.
     """
     apply_journal(store, part)
-    for leftover in (store / STAGING_DIR).glob(f"{glob_escape(part)}-*"):
-        if leftover.name.rsplit("-", 1)[0] == part:
-            shutil.rmtree(leftover, ignore_errors=True)
+    journal_path(store, part).with_name(f".{part}.json.tmp").unlink(missing_ok=True)
+    for folder in (STAGING_DIR, TRASH_DIR):  # with the journal applied, both are garbage
+        for leftover in (store / folder).glob(f"{glob_escape(part)}-*"):
+            if leftover.name.rsplit("-", 1)[0] == part:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def glob_escape(text: str) -> str:
     return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
 
 
-def recover_store(store: Path) -> None:
-    """Recover every partition that has a journal or leftover staging."""
-    pending = {p.stem for p in (store / JOURNAL_DIR).glob("*.json")}
-    pending |= {p.name.rsplit("-", 1)[0] for p in (store / STAGING_DIR).glob("*-*")}
+def recover_store(store: Path) -> list[str]:
+    """Recover every partition that a dead writer left a journal, staging or trash of; skip
+    those whose lock a live writer holds. Returns the partitions recovered."""
+    journals = (store / JOURNAL_DIR).glob("*.json*")  # `.PART.json.tmp`: a journal never committed
+    pending = {p.name.lstrip(".").removesuffix(".tmp").removesuffix(".json") for p in journals}
+    for folder in (STAGING_DIR, TRASH_DIR):
+        pending |= {p.name.rsplit("-", 1)[0] for p in (store / folder).glob("*-*")}
+    recovered = []
     for part in sorted(pending):
-        with part_lock(store, part):
-            recover_part(store, part)
+        with part_lock(store, part, wait=False) as held:
+            if held:
+                recover_part(store, part)
+                recovered.append(part)
+    return recovered
 
 
 def commit_stage(store: Path, part: str, stage: Stage) -> None:

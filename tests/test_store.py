@@ -24,8 +24,11 @@ from tasks.ingest import (
 from tasks.store import (
     JOURNAL_DIR,
     STAGING_DIR,
+    TRASH_DIR,
+    claim_store,
     new_stage,
     part_dir,
+    part_lock,
     quarantine_dir,
     read_report,
     recover_store,
@@ -35,6 +38,7 @@ from tasks.store import (
 
 DAY = "day=2020-12-03"
 NAME = "1203_firewall.csv"
+OTHER_NAME, OTHER_DAY = "1210_firewall.csv", "day=2020-12-10"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -148,6 +152,52 @@ def test_crash_after_the_commit_point_rolls_forward(
     recover_store(store)
     assert_same(snapshot(expected), snapshot(store))
     assert not list((store / JOURNAL_DIR).iterdir())
+
+
+def test_the_next_writer_of_any_day_drops_staging_a_crash_left(
+    day_v1, day_v2, tiny_dir: Path, tmp_path: Path, dask_cluster_client
+) -> None:
+    store = tmp_path / "store"
+    ingest_file(day_v1, store, dask_cluster_client)
+    before = snapshot(store)
+    stage_new_version(day_v2, store, dask_cluster_client)  # ... and the process dies here
+    ingest_file(tiny_dir / OTHER_NAME, store, dask_cluster_client)  # another day's writer opens the store
+    assert_same(before, snapshot(store))
+    assert not list((store / STAGING_DIR).iterdir())
+    assert stored_parts(store) == [DAY, OTHER_DAY]
+
+
+def test_the_next_writer_of_any_day_rolls_a_committed_crash_forward(
+    day_v1, day_v2, tiny_dir: Path, tmp_path: Path, dask_cluster_client
+) -> None:
+    store = tmp_path / "store"
+    ingest_file(day_v1, store, dask_cluster_client)
+    expected = tmp_path / "expected"
+    ingest_file(day_v2, expected, dask_cluster_client)
+    stage = stage_new_version(day_v2, store, dask_cluster_client)
+    (stage.data / "_report.json").write_text((part_dir(expected, DAY) / "_report.json").read_text())
+    write_journal(store, DAY, stage)
+    trash = store / TRASH_DIR / stage.root.name
+    trash.mkdir(parents=True)
+    os.rename(part_dir(store, DAY), trash / "0")  # the process died between the renames
+    ingest_file(tiny_dir / OTHER_NAME, store, dask_cluster_client)
+    assert_same(snapshot(expected), snapshot(store))
+    assert read_report(store, DAY)["sha256"] == read_report(expected, DAY)["sha256"]
+    for bookkeeping in (JOURNAL_DIR, STAGING_DIR, TRASH_DIR):
+        assert not list((store / bookkeeping).iterdir()), bookkeeping
+
+
+def test_opening_the_store_leaves_a_live_writers_staging_alone(tmp_path: Path) -> None:
+    """A partition whose lock is held is being written: recovery neither waits for it nor touches it."""
+    store = tmp_path / "store"
+    claim_store(store, ZYELL.name)
+    dead = new_stage(store, OTHER_DAY)  # its writer died
+    with part_lock(store, DAY):
+        live = new_stage(store, DAY)
+        started = time.monotonic()
+        claim_store(store, ZYELL.name)
+        assert time.monotonic() - started < 5
+        assert live.root.exists() and not dead.root.exists()
 
 
 def test_a_killed_ingest_leaves_one_whole_version(day_v1: Path, tmp_path: Path, dask_cluster_client) -> None:
