@@ -27,7 +27,7 @@ venv: $(STAMP)
 
 demo: venv
 	$(NAD) generate --out $(DEMO_DATA) --preset demo --seed $(SEED)
-	$(NAD) pipeline --source $(DEMO_DATA) --store $(DEMO_STORE) --out $(DEMO_OUT) --score --truth $(DEMO_DATA)/truth
+	$(NAD) pipeline --source $(DEMO_DATA) --store $(DEMO_STORE) --out $(DEMO_OUT) --preset default --score --truth $(DEMO_DATA)/truth
 	$(NAD) score $(DEMO_DATA)/01*_firewall.csv --truth $(DEMO_DATA)/truth --out $(DEMO_OUT)/scores/baseline \
 		--model $(DEMO_OUT)/runs/latest/baseline > /dev/null
 	@echo; echo "== test days, fused model (champion) =="; $(NAD) evaluate $(DEMO_OUT)/scores --truth $(DEMO_DATA)/truth
