@@ -451,6 +451,9 @@ def report_error(error: Exception) -> int:
 
 
 def main() -> None:
+    from flows.runtime import stop_cleanly
+
+    stop_cleanly()  # SIGINT and SIGTERM end any command within seconds; no server outlives nad
     for name, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(name, value)
     try:
