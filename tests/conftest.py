@@ -2,8 +2,10 @@
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import mlflow
 import pytest
 from distributed import Client
 from prefect.testing.utilities import prefect_test_harness
@@ -51,23 +53,50 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session", autouse=True)
-def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real MLflow store (SQLite plus artifacts) in a temporary folder, for the whole session."""
-    folder = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+@contextmanager
+def mlflow_at(uri: str) -> Iterator[str]:
+    """MLflow pointed at `uri` (our code reads MLFLOW_TRACKING_URI, a bare MlflowClient() the
+    current URI), then back where it was."""
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    yield uri
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def new_mlflow_store(folder: Path) -> str:
+    """The URI of a new, empty MLflow store (SQLite, artifacts beside it) in `folder`."""
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MLflow store for the whole session, for runs whose registry no test reads. A test
+    whose outcome depends on which version is champion uses a store of its own: `fresh_mlflow`,
+    or `trained_mlflow` for the session's trained model."""
+    with mlflow_at(new_mlflow_store(tmp_path_factory.mktemp("mlflow"))) as uri:
+        yield uri
+
+
+@pytest.fixture
+def fresh_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An empty MLflow store of this test's own: no model is registered, none is champion."""
+    with mlflow_at(new_mlflow_store(tmp_path_factory.mktemp("own-mlflow"))) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")
-def trained(tiny_dir: Path, tiny_days, tmp_path_factory, dask_cluster_client, prefect_harness) -> dict:
-    """One real `train` flow on the tiny training days: nets, predictors, MLflow run, registry."""
+def trained(tiny_dir: Path, tiny_days, tmp_path_factory, dask_cluster_client, prefect_harness):
+    """One real `train` flow on the tiny training days: nets, predictors, MLflow run, registry.
+
+    It registers version 1 in an MLflow store of its own (`trained.tracking.tracking_uri`); tests
+    that read that run or its champion use `trained_mlflow`."""
     from flows.train import train
     from schemas.training import NetConfig, TrainConfig
     from tasks.ingest import ingest_files
@@ -78,4 +107,12 @@ def trained(tiny_dir: Path, tiny_days, tmp_path_factory, dask_cluster_client, pr
     store = tmp_path_factory.mktemp("trained-store")
     days = [tiny_dir / f"{mmdd}_firewall.csv" for mmdd in ("1203", "1210", "1216")]
     assert all(outcome.report for outcome in ingest_files(days, store, dask_cluster_client))
-    return train(store, None, quick, tmp_path_factory.mktemp("artifacts"))
+    with mlflow_at(new_mlflow_store(tmp_path_factory.mktemp("trained-mlflow"))):
+        return train(store, None, quick, tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture
+def trained_mlflow(trained) -> Iterator[str]:
+    """MLflow pointed at the store that holds the session's trained model, for one test."""
+    with mlflow_at(trained.tracking.tracking_uri) as uri:
+        yield uri

@@ -17,7 +17,13 @@ from tasks.store import part_dir, stored_parts
 from tasks.tracking import CHAMPION, MODEL_NAME
 
 REPO = Path(__file__).resolve().parents[1]
-QUICK = {"binary": {"epochs": 2}, "attack": {"epochs": 2}, "baseline": {"epochs": 2}, "batch_size": 256}
+QUICK = {
+    "preset": "paper",
+    "binary": {"epochs": 2},
+    "attack": {"epochs": 2},
+    "baseline": {"epochs": 2},
+    "batch_size": 256,
+}
 
 
 def test_every_deployment_names_a_flow_and_its_parameters() -> None:
@@ -57,50 +63,71 @@ def source(tiny_dir: Path, tiny_days, tmp_path: Path) -> Path:
 
 
 def champion_version() -> str | None:
-    try:
-        return str(MlflowClient().get_model_version_by_alias(MODEL_NAME, CHAMPION).version)
-    except Exception:
-        return None
+    """The version the champion alias names; None while no model or no champion is registered.
+    Any failure to ask fails the test."""
+    models = MlflowClient().search_registered_models(f"name = '{MODEL_NAME}'")
+    return str(models[0].aliases[CHAMPION]) if models and CHAMPION in models[0].aliases else None
+
+
+def registered_versions() -> list[str]:
+    return sorted(v.version for v in MlflowClient().search_model_versions(f"name = '{MODEL_NAME}'"))
 
 
 def store_rows(store: Path) -> dict[str, int]:
     return {part: len(pd.read_parquet(part_dir(store, part))) for part in stored_parts(store)}
 
 
-def test_pipeline_resumes_after_a_failure_and_never_moves_the_alias_on_failure(
-    source: Path, tiny_dir: Path, tmp_path: Path, prefect_harness
-) -> None:
-    store, out = tmp_path / "store", tmp_path / "out"
-    broken, good = tmp_path / "broken.json", tmp_path / "good.json"
-    broken.write_text(json.dumps({**QUICK, "batch_size": 0}))
-    good.write_text(json.dumps(QUICK))
-    before = champion_version()
+def failing_inside_training(out: Path) -> Path:
+    """Make the nets' folder unwritable: `out/runs` becomes a file. Validation, backfill, split
+    and preprocessing all pass; the first net fails when it is saved, after fitting."""
+    runs = out / "runs"
+    if runs.exists():
+        runs.rename(out / f"runs-{len(list(out.glob('runs-*')))}")
+    out.mkdir(parents=True, exist_ok=True)
+    runs.write_text("not a folder\n")
+    return runs
 
-    failed = pipeline(source, store, 3, out, broken, return_state=True)
-    assert failed.is_failed()
-    assert champion_version() == before
+
+def assert_failed_in_training(state, runs: Path) -> None:
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, NotADirectoryError) and str(runs) in str(error), repr(error)
+
+
+def test_pipeline_resumes_after_a_failure_and_never_moves_the_alias_on_failure(
+    source: Path, tiny_dir: Path, tmp_path: Path, prefect_harness, fresh_mlflow: str
+) -> None:
+    store, out, config = tmp_path / "store", tmp_path / "out", tmp_path / "quick.json"
+    config.write_text(json.dumps(QUICK))
+
+    runs = failing_inside_training(out)
+    assert_failed_in_training(pipeline(source, store, 3, out, config, return_state=True), runs)
     landed = store_rows(store)
     assert len(landed) == 7  # the backfill finished before training failed
+    [split_folder] = (out / "splits").iterdir()  # and training got past the split
+    assert registered_versions() == [] and champion_version() is None
 
-    result = pipeline(source, store, 3, out, good, score=True, truth=tiny_dir / "truth")
+    runs.unlink()
+    result = pipeline(source, store, 3, out, config, score=True, truth=tiny_dir / "truth")
     assert {row["status"] for row in result["backfill"]} == {"skipped"}
     assert store_rows(store) == landed
-    tracking = result["training"]["tracking"]
-    assert MlflowClient().get_run(tracking["run_id"]).data.tags["gate.decision"] == tracking["gate.decision"]
-    if tracking["gate.decision"] == "promoted":
-        assert champion_version() == tracking["version"]
-    assert [Path(r["file"]).name[:4] for r in result["scores"]] == ["0123", "0124", "0125", "0126"]
-    assert all(
-        r["metrics"] and r["rows_read"] == r["rows_kept"] + r["rows_quarantined"] for r in result["scores"]
-    )
+    training = result["training"]
+    assert training.split.reused and Path(training.split.folder) == split_folder
+    tracking = training.tracking
+    assert (tracking.version, tracking.gate.decision) == ("1", "promoted") and champion_version() == "1"
+    assert MlflowClient().get_run(tracking.run_id).data.tags["gate.decision"] == "promoted"
+    assert [Path(scored.file).name[:4] for scored in result["scores"]] == ["0123", "0124", "0125", "0126"]
+    reports = [scored.report for scored in result["scores"]]
+    assert all(r.metrics and r.rows_read == r.rows_kept + r.rows_quarantined for r in reports)
 
-    again = pipeline(source, store, 3, out, good)
-    assert again["training"]["split"] == result["training"]["split"]
-    assert again["training"]["preprocessing"] == result["training"]["preprocessing"]
-    assert again["training"]["tracking"]["version"] != tracking["version"]
+    runs = failing_inside_training(out)
+    assert_failed_in_training(pipeline(source, store, 3, out, config, return_state=True), runs)
+    assert registered_versions() == ["1"] and champion_version() == "1"
 
 
-def test_pipeline_publishes_a_markdown_report(source: Path, tmp_path: Path, prefect_harness) -> None:
+def test_pipeline_publishes_a_markdown_report(
+    source: Path, tmp_path: Path, prefect_harness, fresh_mlflow: str
+) -> None:
     import asyncio
 
     from prefect.client.orchestration import get_client

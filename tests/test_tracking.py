@@ -22,15 +22,13 @@ def raw_rows(tiny_dir: Path, tiny_days) -> pd.DataFrame:
     return pd.read_csv(tiny_dir / "0124_firewall.csv").head(40)
 
 
-def test_parent_run_holds_config_data_counts_and_metrics(trained: dict) -> None:
-    run = MlflowClient().get_run(trained["tracking"]["run_id"])
+def test_parent_run_holds_config_data_counts_and_metrics(trained, trained_mlflow: str) -> None:
+    run = MlflowClient().get_run(trained.tracking.run_id)
     params, metrics = run.data.params, run.data.metrics
     assert params["config.binary.epochs"] == "2" and params["config.learning_rate"] == "0.0001"
-    assert params["data.day.2020-12-03"] == trained["split_result"]["partitions"]["day=2020-12-03"]
+    assert params["data.day.2020-12-03"] == trained.split.partitions["day=2020-12-03"]
     assert params["data.dataset"] == run.data.tags["nad.dataset"] == "zyell"
-    assert (
-        int(params["rows.train.Probing-Nmap"]) == trained["split_result"]["counts"]["train"]["Probing-Nmap"]
-    )
+    assert int(params["rows.train.Probing-Nmap"]) == trained.split.counts["train"]["Probing-Nmap"]
     assert float(params["class_weight.binary.1"]) > float(params["class_weight.binary.0"])
     assert len(params["git_commit"]) in (40, 7) or params["git_commit"] == "unknown"
     for split in ("validation", "test"):
@@ -38,13 +36,13 @@ def test_parent_run_holds_config_data_counts_and_metrics(trained: dict) -> None:
             for metric in ("precision", "recall", "f1", "fbeta", "far", "cost", "criterion"):
                 assert f"{split}.{model}.{metric}" in metrics
     assert metrics["test.fusion.criterion"] == pytest.approx(
-        trained["evaluations"]["test"]["fusion"]["criterion"]
+        trained.evaluations["test"]["fusion"]["criterion"]
     )
 
 
-def test_each_net_has_a_nested_run_with_epoch_curves(trained: dict) -> None:
+def test_each_net_has_a_nested_run_with_epoch_curves(trained, trained_mlflow: str) -> None:
     client = MlflowClient()
-    parent = client.get_run(trained["tracking"]["run_id"])
+    parent = client.get_run(trained.tracking.run_id)
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
@@ -57,9 +55,9 @@ def test_each_net_has_a_nested_run_with_epoch_curves(trained: dict) -> None:
     assert [m.step for m in fbeta] == [1, 2, 3] and all(0 <= m.value <= 1 for m in fbeta)
 
 
-def test_artifacts_are_logged(trained: dict) -> None:
+def test_artifacts_are_logged(trained, trained_mlflow: str) -> None:
     client = MlflowClient()
-    run_id = trained["tracking"]["run_id"]
+    run_id = trained.tracking.run_id
     names = {a.path for a in client.list_artifacts(run_id, "evaluation")}
     for expected in (
         "evaluation/confusion-test-fusion-counts.png",
@@ -76,19 +74,27 @@ def test_artifacts_are_logged(trained: dict) -> None:
     assert "| test | criterion |" in table.read_text()
 
 
-def test_model_is_registered_and_first_version_is_champion(trained: dict) -> None:
+def test_model_is_registered_and_first_version_is_champion(trained, trained_mlflow: str) -> None:
+    """`trained` is the first registration in its own store, so the gate has no champion to
+    compare with: it must promote, and the alias must name version 1."""
     client = MlflowClient()
-    version = client.get_model_version(MODEL_NAME, trained["tracking"]["version"])
-    assert version.run_id == trained["tracking"]["run_id"]
-    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
-    assert trained["tracking"]["gate.decision"] in ("promoted", "kept")
-    if trained["tracking"]["gate.decision"] == "promoted":
-        assert champion.version == version.version
-    assert client.get_run(version.run_id).data.tags["gate.decision"] == trained["tracking"]["gate.decision"]
+    [version] = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    assert version.version == trained.tracking.version == "1" and version.run_id == trained.tracking.run_id
+    gate = trained.tracking.gate
+    assert (gate.decision, gate.champion_version, gate.champion_criterion) == ("promoted", None, None)
+    assert client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version == "1"
+    tags = client.get_run(version.run_id).data.tags
+    assert (tags["gate.decision"], tags["gate.version"], tags["gate.champion_version"]) == (
+        "promoted",
+        "1",
+        "none",
+    )
 
 
-def test_pyfunc_predicts_class_names_from_raw_rows(trained: dict, raw_rows: pd.DataFrame) -> None:
-    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{trained['tracking']['version']}")
+def test_pyfunc_predicts_class_names_from_raw_rows(
+    trained, trained_mlflow: str, raw_rows: pd.DataFrame
+) -> None:
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{trained.tracking.version}")
     predictions = model.predict(raw_rows[list(UNLABELLED_COLUMNS)].astype({"duration": "float64"}))
     assert len(predictions) == len(raw_rows) and set(predictions) <= set(CLASS_NAMES)
     inputs = [c.name for c in model.metadata.get_input_schema().inputs]
@@ -102,7 +108,9 @@ def fake_run(metric: float) -> str:
     return run.info.run_id
 
 
-def test_champion_gate_keeps_a_better_champion_and_takes_a_better_challenger(tmp_path: Path) -> None:
+def test_champion_gate_keeps_a_better_champion_and_takes_a_better_challenger(
+    tmp_path: Path, fresh_mlflow: str
+) -> None:
     client = MlflowClient()
     name = "gate-test"
     client.create_registered_model(name)
@@ -112,20 +120,22 @@ def test_champion_gate_keeps_a_better_champion_and_takes_a_better_challenger(tmp
         return run_id, client.create_model_version(name, str(tmp_path), run_id=run_id).version
 
     first = register(0.40)
-    assert champion_gate(*first, model_name=name)["gate.decision"] == "promoted"
+    assert champion_gate(*first, model_name=name).decision == "promoted"
     worse = register(0.35)
     decision = champion_gate(*worse, model_name=name)
-    assert decision["gate.decision"] == "kept" and decision["gate.champion_criterion"] == 0.40
+    assert decision.decision == "kept" and decision.champion_criterion == 0.40
     assert client.get_model_version_by_alias(name, CHAMPION).version == first[1]
     assert client.get_run(worse[0]).data.tags["gate.decision"] == "kept"
     better = register(0.45)
-    assert champion_gate(*better, model_name=name)["gate.decision"] == "promoted"
+    assert champion_gate(*better, model_name=name).decision == "promoted"
     assert client.get_model_version_by_alias(name, CHAMPION).version == better[1]
     equal = register(0.45)
-    assert champion_gate(*equal, model_name=name)["gate.decision"] == "promoted"
+    assert champion_gate(*equal, model_name=name).decision == "promoted"
 
 
-def test_served_champion_answers_invocations(trained: dict, raw_rows: pd.DataFrame, tmp_path: Path) -> None:
+def test_served_champion_answers_invocations(
+    trained, trained_mlflow: str, raw_rows: pd.DataFrame, tmp_path: Path
+) -> None:
     port = free_port()
     mlflow_cli = str(Path(sys.executable).parent / "mlflow")
     # mlflow starts `uvicorn` by name, so the environment's bin folder must be on PATH.

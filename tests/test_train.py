@@ -1,6 +1,7 @@
 """Split, preprocessing, the three nets, the fused model and the training flow, on tiny data."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -120,9 +121,19 @@ def test_split_is_stable_for_a_seed_and_reused(tiny_store, tiny_split, tmp_path,
     assert set(read_split(other, "test")["line"]) != set(read_split(again, "test")["line"])
 
 
-def test_unknown_or_unlabelled_days_are_refused(tiny_store, tmp_path, dask_cluster_client) -> None:
+def test_unknown_or_unlabelled_days_are_refused(
+    tiny_dir: Path, tiny_store, tiny_split, tmp_path, dask_cluster_client
+) -> None:
     with pytest.raises(SplitError, match="not in the store"):
         split_store(tiny_store, ["day=2020-12-04"], SplitConfig(), tmp_path, dask_cluster_client)
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    assert next(ingest_files([tiny_dir / "0124_firewall.csv"], store, dask_cluster_client)).report
+    asked = [*tiny_split.partitions, "day=2021-01-24"]
+    with pytest.raises(SplitError, match="day=2021-01-24 has no labels; it can be scored but not trained on"):
+        split_store(store, asked, SplitConfig(), tmp_path / "splits", dask_cluster_client)
+    by_default = split_store(store, None, SplitConfig(), tmp_path / "splits", dask_cluster_client)
+    assert by_default.partitions == tiny_split.partitions and by_default.counts == tiny_split.counts
 
 
 # ---------------------------------------------------------------- preprocessing
@@ -282,12 +293,12 @@ def test_train_flow_end_to_end(tiny_store: Path, tmp_path: Path, prefect_harness
     from flows.train import train
 
     summary = train(tiny_store, None, QUICK, tmp_path)
-    assert set(summary["nets"]) == set(NETS)
-    assert all(net["epochs_run"] == 2 for net in summary["nets"].values())
+    assert {net.name for net in summary.nets} == set(NETS)
+    assert all(net.epochs_run == 2 for net in summary.nets)
     for kind in ("fusion", "baseline"):
-        predictor = load_predictor(Path(summary["predictors"][kind]))
+        predictor = load_predictor(Path(summary.predictors[kind]))
         assert set(predictor.predict(raw_rows.head(50))) <= set(CLASS_NAMES)
-    assert (Path(summary["run_dir"]) / "training.json").exists()
+    assert (Path(summary.run_dir) / "training.json").exists()
     again = train(tiny_store, None, QUICK, tmp_path)
-    assert again["split"] == summary["split"] and again["preprocessing"] == summary["preprocessing"]
-    assert again["run_dir"] != summary["run_dir"]
+    assert again.split.folder == summary.split.folder and again.preprocessing == summary.preprocessing
+    assert again.run_dir != summary.run_dir
