@@ -21,6 +21,7 @@ from schemas.training import TrainConfig
 from tasks.evaluate import predict_split_file
 from tasks.fusion import FusionModel, load_predictor
 from tasks.preprocess import ARTIFACT_NAME, Preprocessing, fit_preprocessing
+from tasks.split import StorePart
 from tasks.threshold import DEFAULT_THRESHOLD, FusionOutputs, choose_threshold
 from tasks.train import Schedule, class_weights, plan_schedule
 
@@ -304,7 +305,8 @@ def test_score_pyfunc_and_in_flow_evaluation_predict_the_same(
             _, predicted = predict_split_file(load_predictor(Path(fusion_dir)), path)
             in_flow.append(rows.assign(code=predicted))
     in_flow = pd.concat(in_flow)
-    in_flow = in_flow[in_flow["partition"] == "day=2020-12-03"].set_index("line")["code"]
+    number = StorePart(ZYELL.partition_folder("2020-12-03"), str(day), ZYELL.name).number
+    in_flow = in_flow[in_flow["partition"] == number].set_index("line")["code"]
     assert len(in_flow) > 100
 
     scored = nad_score(day, fusion_dir, tmp_path / "scores", own_mlflow).set_index("line")["pred_label"]
