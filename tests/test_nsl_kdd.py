@@ -244,7 +244,7 @@ def test_train_on_nsl_kdd_logs_the_dataset_and_registers_its_own_model(nsl_train
     assert "model nad-fusion-nsl-kdd version" in nsl_trained["trained"]
     client = MlflowClient()
     version = client.get_model_version_by_alias("nad-fusion-nsl-kdd", "champion")
-    assert version.version == "1" and not client.search_model_versions("name = 'nad-fusion'")
+    assert str(version.version) == "1" and not client.search_model_versions("name = 'nad-fusion'")
     run = client.get_run(version.run_id)
     assert run.data.params["data.dataset"] == "nsl-kdd" and run.data.tags["nad.dataset"] == "nsl-kdd"
     assert "validation.fusion.criterion" in run.data.metrics

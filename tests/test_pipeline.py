@@ -70,7 +70,7 @@ def champion_version() -> str | None:
 
 
 def registered_versions() -> list[str]:
-    return sorted(v.version for v in MlflowClient().search_model_versions(f"name = '{MODEL_NAME}'"))
+    return sorted(str(v.version) for v in MlflowClient().search_model_versions(f"name = '{MODEL_NAME}'"))
 
 
 def store_rows(store: Path) -> dict[str, int]:

@@ -79,10 +79,11 @@ def test_model_is_registered_and_first_version_is_champion(trained, trained_mlfl
     compare with: it must promote, and the alias must name version 1."""
     client = MlflowClient()
     [version] = client.search_model_versions(f"name = '{MODEL_NAME}'")
-    assert version.version == trained.tracking.version == "1" and version.run_id == trained.tracking.run_id
+    assert str(version.version) == trained.tracking.version == "1"
+    assert version.run_id == trained.tracking.run_id
     gate = trained.tracking.gate
     assert (gate.decision, gate.champion_version, gate.champion_criterion) == ("promoted", None, None)
-    assert client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version == "1"
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
     tags = client.get_run(version.run_id).data.tags
     assert (tags["gate.decision"], tags["gate.version"], tags["gate.champion_version"]) == (
         "promoted",
@@ -141,13 +142,18 @@ def test_served_champion_answers_invocations(
     # mlflow starts `uvicorn` by name, so the environment's bin folder must be on PATH.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": path}
+    log_path = tmp_path / "server.log"
+    log = open(log_path, "w")  # noqa: SIM115
     server = subprocess.Popen(
         [mlflow_cli, "models", "serve", "-m", f"models:/{MODEL_NAME}@{CHAMPION}", "--env-manager", "local",
          "-h", "127.0.0.1", "-p", str(port)],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/ping", server)
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/ping", server)
+        except OSError as error:
+            raise AssertionError(f"no answer; the server said: {log_path.read_text()[-3000:]}") from error
         rows = raw_rows[list(UNLABELLED_COLUMNS)].astype({"duration": "float64"})
         body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}).encode()
         request = urllib.request.Request(
@@ -160,3 +166,4 @@ def test_served_champion_answers_invocations(
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
