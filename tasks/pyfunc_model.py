@@ -2,11 +2,107 @@
 
 MLflow loads this file, which declares the model with `set_model`; `load_context` then loads the
 saved predictor folder (native .keras files and JSON, Keras safe_mode on).
+
+A request's rows must pass the row contract that ingestion applies (the dataset spec's, from
+`schemas/`), less the checks that need a file (ZYELL: a time on the file's day). If any row breaks
+it, the whole request is refused with INVALID_PARAMETER_VALUE, which the scoring server answers
+with HTTP 400 naming each bad row (counted from 0, as in the request), column and reason, in
+ingestion's words; no row gets a label. So is a request of more than MAX_REQUEST_ROWS rows (the
+environment variable NAD_MAX_REQUEST_ROWS changes it): one request cannot hold a worker for long.
 """
 
+import os
+
 import mlflow
+import numpy as np
 import pandas as pd
+import pandera.pandas as pa
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
+
+from tasks.serving import MAX_REQUEST_ROWS, MAX_REQUEST_ROWS_ENV
+
+MAX_ROWS_NAMED = 10  # bad rows named in one refusal; the rest are counted
+MAX_QUOTED = 40  # characters of a value quoted back
+LARGEST_INTEGER = 10**18  # as ingestion: an integer field has at most 18 digits
+
+
+class RefusedRequest(MlflowException):
+    """HTTP 400 (INVALID_PARAMETER_VALUE) with this message alone. MLflow 3.17's scoring server
+    rewrites a model's MlflowException message as `Failed to predict data '<the frame's repr>'`
+    plus the message, burying the reason under the request's rows; this message keeps its first value."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        if not hasattr(self, "_message"):
+            self._message = value
+
+
+def parse_column(values: pd.Series, kind: str, time_format: str | None) -> pd.Series:
+    """A request column typed as ingestion types a file's text; a value that does not parse is null."""
+    if kind == "timestamp":
+        times = pd.to_datetime(values.astype("str"), format=time_format, errors="coerce")
+        return times.astype("datetime64[s]")
+    if kind == "string":
+        return values.astype("str")
+    if kind == "integer" and pd.api.types.is_integer_dtype(values):  # as the signature delivers it
+        return values.astype("Int64")
+    numbers = pd.to_numeric(values, errors="coerce")
+    if kind == "float":
+        return numbers.astype("Float64")
+    finite = np.isfinite(numbers.astype("float64"))
+    whole = finite & (numbers.abs() < LARGEST_INTEGER) & (numbers.where(finite, 0) % 1 == 0)
+    return numbers.where(whole).astype("Float64").astype("Int64")
+
+
+def quoted(value) -> str:
+    text = "" if pd.isna(value) else str(value)
+    return repr(text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "...")
+
+
+def contract_breaches(frame: pd.DataFrame, spec) -> dict[int, list[str]]:
+    """Row position (-1: every row) -> [`column = 'value': reason`] for each breach of the spec's
+    row contract, in ingestion's words."""
+    from tasks.ingest import describe_failure
+
+    columns = spec.column_kinds(labelled=False)
+    missing = [name for name in columns if name not in frame]
+    if missing:
+        return {-1: [f"missing column(s) {missing}"]}
+    rows = frame.reset_index(drop=True)
+    typed = pd.DataFrame(
+        {name: parse_column(rows[name], kind, spec.time_format) for name, kind in columns.items()}
+    )
+    try:
+        spec.contract(labelled=False).validate(typed, lazy=True)
+        return {}
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+    breaches: dict[int, list[str]] = {}
+    for position, column, check in zip(cases["index"], cases["column"], cases["check"], strict=True):
+        row = -1 if pd.isna(position) else int(position)
+        value = "" if row < 0 else f" = {quoted(rows.at[row, column])}"
+        breaches.setdefault(row, []).append(f"{column}{value}: {describe_failure(column, check, spec)}")
+    return dict(sorted(breaches.items()))
+
+
+def refusal(breaches: dict[int, list[str]], rows: int) -> RefusedRequest:
+    """The answer to a request with bad rows: HTTP 400, the first rows' breaches named."""
+    named = [f"{'every row' if row < 0 else f'row {row}'}: {'; '.join(why)}" for row, why in breaches.items()]
+    more = f" ... and {len(named) - MAX_ROWS_NAMED} more rows" if len(named) > MAX_ROWS_NAMED else ""
+    bad = rows if -1 in breaches else len(breaches)
+    return RefusedRequest(
+        f"{bad} of {rows} rows break the row contract, so no row is labelled (rows counted from 0): "
+        f"{' | '.join(named[:MAX_ROWS_NAMED])}{more}"
+    )
 
 
 class NadFusionModel(PythonModel):
@@ -16,9 +112,15 @@ class NadFusionModel(PythonModel):
         from tasks.fusion import load_predictor
 
         self.predictor = load_predictor(context.artifacts["predictor"])
+        self.max_rows = int(os.environ.get(MAX_REQUEST_ROWS_ENV, MAX_REQUEST_ROWS))
 
     def predict(self, context, model_input, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        if len(frame) > self.max_rows:
+            raise RefusedRequest(f"{len(frame):,} rows in one request; at most {self.max_rows:,}: split it")
+        breaches = contract_breaches(frame, self.predictor.preprocessing.spec)
+        if breaches:
+            raise refusal(breaches, len(frame))
         return pd.Series(self.predictor.predict(frame), name="pred_label").astype(str)
 
 
