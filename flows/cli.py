@@ -450,6 +450,27 @@ def report_error(error: Exception) -> int:
     return 1
 
 
+@app.command()
+def incidents(
+    predictions: Annotated[Path, typer.Argument(help="A folder of *.predictions.parquet from nad score.")],
+    gap: Annotated[float, typer.Option(min=0, help="Seconds of silence that end an incident.")] = 60,
+    top: Annotated[int, typer.Option(min=1, help="Incidents shown per file, the largest by rows.")] = 20,
+    truth: Annotated[
+        Path | None, typer.Option(help="Truth files named like the scored files: incident-level detection.")
+    ] = None,
+) -> None:
+    """Incidents: a source's flagged rows of one class, each within GAP seconds of the last; written
+    beside the predictions as STEM.incidents.parquet, the largest printed."""
+    from tasks.incidents import detection_line, folder_incidents, format_incidents
+
+    for result in folder_incidents(predictions, gap, truth):
+        typer.echo(f"{result.predictions.name}: {len(result.incidents):,} incidents -> {result.path.name}")
+        if len(result.incidents):
+            typer.echo(format_incidents(result.incidents, top))
+        if result.detection:
+            typer.echo(detection_line(result.detection))
+
+
 def main() -> None:
     from flows.runtime import stop_cleanly
 
