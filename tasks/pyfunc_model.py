@@ -21,10 +21,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
+from tasks.errors import quote
 from tasks.serving import MAX_REQUEST_ROWS, MAX_REQUEST_ROWS_ENV
 
 MAX_ROWS_NAMED = 10  # bad rows named in one refusal; the rest are counted
-MAX_QUOTED = 40  # characters of a value quoted back
 LARGEST_INTEGER = 10**18  # as ingestion: an integer field has at most 18 digits
 
 
@@ -64,8 +64,8 @@ def parse_column(values: pd.Series, kind: str, time_format: str | None) -> pd.Se
 
 
 def quoted(value) -> str:
-    text = "" if pd.isna(value) else str(value)
-    return repr(text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "...")
+    """A request's value as ingestion quotes a field's text: a null as ''."""
+    return quote("" if pd.isna(value) else str(value))
 
 
 def contract_breaches(frame: pd.DataFrame, spec) -> dict[int, list[str]]:
