@@ -49,6 +49,10 @@ class Case:
     rule: str | None = None  # else: quarantine rows with this rule
     lines: tuple[int, ...] = ()  # ... on these file lines
     read: int = BASE_ROWS
+    rules: tuple[str, ...] = ()  # one rule per line in `lines`, where they differ
+
+    def expected_rules(self) -> tuple[str, ...]:
+        return self.rules or (self.rule,) * len(self.lines)
 
 
 def edit(line_no: int, change: Callable[[bytes], bytes]) -> Callable[[list[bytes]], bytes]:
@@ -145,7 +149,7 @@ CASES = {
                 *lines[5:],
             ]
         ),
-        rule="",
+        rules=("dpt: outside 0..65535", "src: not a dotted IPv4"),
         lines=(4, 5),
     ),
 }
@@ -168,10 +172,11 @@ def test_malformed_input(
     report = ingest_file(source, store, dask_cluster_client, partition=DAY)
     assert report.rows_read == case.read
     assert report.rows_read == report.rows_kept + report.rows_quarantined and report.rows_out_of_scope == 0
-    quarantine = pd.read_parquet(quarantine_dir(store, PART))
-    assert sorted(quarantine["line"]) == list(case.lines)
+    quarantine = pd.read_parquet(quarantine_dir(store, PART)).sort_values("line")
+    assert list(quarantine["line"]) == list(case.lines)
     assert (quarantine["file"] == str(source)).all()
-    assert all(rule.startswith(case.rule) for rule in quarantine["rule"])
+    for rule, expected in zip(quarantine["rule"], case.expected_rules(), strict=True):
+        assert rule.startswith(expected), (rule, expected)
     assert quarantine["reason"].str.len().gt(0).all() and quarantine["raw"].notna().all()
     kept = pd.read_parquet(part_dir(store, PART))
     assert len(kept) == report.rows_kept
