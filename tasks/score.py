@@ -294,8 +294,12 @@ def truth_file(predictions: Path, truth_dir: Path) -> Path:
 def prediction_confusion(predictions: Path, truth_dir: Path, spec: DatasetSpec) -> np.ndarray:
     """Confusion of a predictions file against the truth file of the same name."""
     table = pq.read_table(predictions, columns=[LINE_COLUMN, "pred_label"])
-    truth = read_truth(truth_file(predictions, truth_dir), spec)
-    truth = truth[table[LINE_COLUMN].to_numpy() - spec.first_data_line]
+    source = truth_file(predictions, truth_dir)
+    truth, rows = read_truth(source, spec), table[LINE_COLUMN].to_numpy() - spec.first_data_line
+    if len(rows) and rows.max() >= len(truth):
+        last = rows.max() + spec.first_data_line
+        raise InputError(f"{source}: {len(truth):,} labels, too few for line {last:,} of {predictions}")
+    truth = truth[rows]
     guessed = np.asarray(table["pred_label"].to_pylist(), dtype=object)[truth >= 0]
     return confusion_matrix(np.asarray(CLASS_NAMES, dtype=object)[truth[truth >= 0]], guessed)
 

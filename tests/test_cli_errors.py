@@ -232,6 +232,25 @@ def test_a_truth_file_100_lines_short_is_one_line_and_leaves_no_temporary_file(
     assert [path.name for path in out.rglob("*") if path.name.endswith(".tmp")] == []
 
 
+def test_evaluating_against_a_short_truth_file_is_one_line(
+    nad_env: dict, fusion: Path, tiny_dir: Path, tmp_path: Path
+) -> None:
+    from tasks.fusion import load_predictor
+    from tasks.score import score_file
+
+    scores, truth = tmp_path / "scores", tmp_path / "truth"
+    score_file(tiny_dir / TEST_DAY, load_predictor(fusion), scores)
+    truth.mkdir()
+    lines = (tiny_dir / "truth" / TEST_DAY).read_text().splitlines(keepends=True)
+    (truth / TEST_DAY).write_text("".join(lines[:-100]))
+    rows = len(lines) - 1
+    result = nad(nad_env, "evaluate", scores, "--truth", truth)
+    assert error_line(result) == (
+        f"error: {truth / TEST_DAY}: {rows - 100:,} labels, too few for line {rows + 1:,} "
+        f"of {scores / '0124_firewall.predictions.parquet'}"
+    )
+
+
 def test_ingest_into_a_store_that_is_a_file_is_one_line(
     nad_env: dict, tiny_dir: Path, tiny_days, tmp_path: Path
 ) -> None:
