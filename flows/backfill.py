@@ -13,7 +13,8 @@ from prefect.artifacts import create_table_artifact
 from schemas.datasets import DEFAULT_DATASET, DatasetSpec, get_dataset
 from tasks.cluster import dask_client
 from tasks.errors import InputError, NadError
-from tasks.ingest import backfill_row, ingest_partition, select_files
+from tasks.ingest import ingest_partition, select_files
+from tasks.ingest_report import backfill_row
 from tasks.store import claim_store
 
 

@@ -22,7 +22,7 @@ from prefect import task
 
 from schemas.datasets import ZYELL
 from schemas.firewall import CLASS_NAMES, NORMAL
-from tasks.ingest import LINE_COLUMN
+from tasks.ingest_parse import LINE_COLUMN
 
 DEFAULT_GAP_SECONDS = 60
 PREDICTIONS_SUFFIX = ".predictions.parquet"

@@ -71,7 +71,7 @@ def quoted(value) -> str:
 def contract_breaches(frame: pd.DataFrame, spec) -> dict[int, list[str]]:
     """Row position (-1: every row) -> [`column = 'value': reason`] for each breach of the spec's
     row contract, in ingestion's words."""
-    from tasks.ingest import describe_failure
+    from tasks.ingest_parse import describe_failure
 
     columns = spec.column_kinds(labelled=False)
     missing = [name for name in columns if name not in frame]

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from schemas.datasets import NSL_KDD
 from tasks.fusion import load_predictor
-from tasks.ingest import IngestError, ingest_file, select_files
+from tasks.ingest import ingest_file, select_files
+from tasks.ingest_scan import IngestError
 from tasks.score import score_file
 from tasks.store import STAGING_DIR, part_dir, quarantine_dir
 

@@ -18,7 +18,9 @@ from flows.backfill import backfill
 from flows.cli import app
 from schemas.datasets import NSL_KDD, ZYELL
 from schemas.firewall import CLASS_NAMES
-from tasks.ingest import IngestError, ingest_file, read_rows, to_frame, validate_rows
+from tasks.ingest import ingest_file
+from tasks.ingest_parse import read_rows, to_frame, validate_rows
+from tasks.ingest_scan import IngestError
 from tasks.store import OUT_OF_SCOPE_DIR, StoreError, part_dir, quarantine_dir, read_report
 from tests.conftest import mlflow_at, new_mlflow_store
 

@@ -13,14 +13,11 @@ from distributed import Client
 
 from schemas.datasets import ZYELL
 from simulator.generate import DaySummary
-from tasks.ingest import (
-    build_report,
-    ingest_file,
-    plan_blocks,
-    resolve_partition,
-    scan_file,
-    write_partitions,
-)
+from tasks.ingest import ingest_file
+from tasks.ingest_lines import plan_blocks
+from tasks.ingest_report import build_report
+from tasks.ingest_scan import resolve_partition, scan_file
+from tasks.ingest_write import write_partitions
 from tasks.store import (
     JOURNAL_DIR,
     STAGING_DIR,
