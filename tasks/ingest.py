@@ -40,6 +40,7 @@ from tasks.ingest_scan import IngestError, read_head
 from tasks.ingest_scan import resolve_partition as resolve_partition
 from tasks.ingest_scan import scan_file as scan_file
 from tasks.ingest_write import staged_version, write_partitions
+from tasks.progress import Progress
 from tasks.store import REPORT_NAME, claim_store, commit_stage, part_lock, read_report, recover_part
 
 
@@ -67,7 +68,9 @@ def ingest_file(
         with staged_version(store, part) as stage, scan_file(path, spec, blocksize, stage.root) as scan:
             if skip_unchanged and (skipped := unchanged_report(previous, scan, path)):
                 return skipped
-            stats = write_partitions(plan_blocks(scan, key, spec), stage, client)
+            progress = Progress(f"ingest {path.name}", scan.data_lines)
+            stats = write_partitions(plan_blocks(scan, key, spec), stage, client, progress)
+            progress.finish()
             report = build_report(scan, spec, key, stats, previous, started)
             (stage.data / REPORT_NAME).write_text(json.dumps(asdict(report), indent=2))
             commit_stage(store, part, stage)

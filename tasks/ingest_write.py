@@ -9,13 +9,15 @@ from pathlib import Path
 
 import dask.dataframe as dd
 import pandas as pd
-from distributed import Client
+from distributed import Client, as_completed
 
 from schemas.datasets import DatasetSpec, get_dataset
 from tasks.ingest_lines import Block
 from tasks.ingest_parse import empty_output, parse_block, quarantine_frame, split_set_aside, store_columns
+from tasks.progress import Progress
 from tasks.store import Stage, journal_path, new_stage
 
+ROW_KINDS = ("kept", "quarantined", "out_of_scope")  # every row of a block is one of these
 SUMMARY_META = pd.DataFrame(
     {"kind": pd.Series(dtype="str"), "key": pd.Series(dtype="str"), "count": pd.Series(dtype="int64")}
 )
@@ -62,8 +64,11 @@ def block_counts(
     return pd.DataFrame(summary, columns=list(SUMMARY_META.columns)).astype(SUMMARY_META.dtypes)
 
 
-def write_partitions(blocks: list[Block], stage: Stage, client: Client) -> dict:
-    """Parse, validate and write every block on the cluster; return the counts for the report."""
+def write_partitions(
+    blocks: list[Block], stage: Stage, client: Client, progress: Progress | None = None
+) -> dict:
+    """Parse, validate and write every block on the cluster; return the counts for the report.
+    `progress` advances by each block's rows as the block is done."""
     spec = blocks[0].spec
     rows = dd.from_map(
         parse_block, blocks, meta=empty_output(spec), enforce_metadata=False, label="parse-block"
@@ -71,7 +76,7 @@ def write_partitions(blocks: list[Block], stage: Stage, client: Client) -> dict:
     summaries = rows.map_partitions(
         store_partition, stage, blocks[0].path, spec.name, meta=SUMMARY_META, align_dataframes=False
     )
-    summary = client.compute(summaries, sync=True)
+    summary = compute_blocks(summaries, client, progress)
     totals = summary.groupby(["kind", "key"])["count"].sum()
     times = sorted(summary.loc[summary["kind"] == "time", "key"])
 
@@ -89,6 +94,20 @@ def write_partitions(blocks: list[Block], stage: Stage, client: Client) -> dict:
         "time_first": times[0] if times else None,
         "time_last": times[-1] if times else None,
     }
+
+
+def compute_blocks(summaries: dd.DataFrame, client: Client, progress: Progress | None) -> pd.DataFrame:
+    """Every block's counts, in block order; each block's rows count as done when it finishes."""
+    futures = client.compute(summaries.to_delayed())
+    try:
+        for future in as_completed(futures, loop=client.loop):  # the client is not the default
+            counts = future.result()
+            if progress is not None:
+                progress.advance(int(counts.loc[counts["kind"].isin(ROW_KINDS), "count"].sum()))
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return pd.concat([future.result() for future in futures], ignore_index=True)
 
 
 def stamp(value, spec: DatasetSpec) -> str | None:

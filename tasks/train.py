@@ -30,6 +30,7 @@ from schemas.firewall import ATTACK_NAMES, CLASS_NAMES
 from schemas.training import BatchRange, TrainConfig
 from tasks.metrics import class_scores
 from tasks.preprocess import Preprocessing
+from tasks.progress import Progress
 from tasks.split import SplitResult
 from tasks.summary import TrainedNet
 
@@ -236,6 +237,28 @@ class EpochLog(keras.callbacks.Callback):
         )
 
 
+class RowProgress(keras.callbacks.Callback):
+    """Training rows done, rate and time left (to the last epoch; early stopping may end sooner),
+    on a terminal and in the run's progress artifact (`tasks.progress`)."""
+
+    def __init__(self, name: str, rows: int, schedule: Schedule) -> None:
+        super().__init__()
+        self.name, self.rows, self.schedule = name, rows, schedule
+        self.progress = Progress(f"train {name}", rows * schedule.epochs)
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+        self.progress.label = f"train {self.name} epoch {epoch + 1}/{self.schedule.epochs}"
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        rows = min((batch + 1) * self.schedule.batch_size, self.rows)
+        self.progress.update(self.epoch * self.rows + rows)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.progress.finish()
+
+
 class ValidationFbeta(keras.callbacks.Callback):
     """Macro F-beta (beta=2) over the net's own classes on the validation rows, every epoch."""
 
@@ -298,7 +321,8 @@ def train_net(
     validation = make_dataset(split.files(spec.validation_split), spec, prep, schedule.batch_size, None)
     fbeta = ValidationFbeta(validation, spec)
     label = f"{name}-{member}" if config.ensemble > 1 else name
-    callbacks = [fbeta, EpochLog(label, schedule.epochs), *stopping_callbacks(config, schedule)]
+    progress = RowProgress(label, sum(counts), schedule)
+    callbacks = [fbeta, EpochLog(label, schedule.epochs), progress, *stopping_callbacks(config, schedule)]
     started = time.perf_counter()
     history = model.fit(
         train,
