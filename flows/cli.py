@@ -192,24 +192,26 @@ def ingest(
     """Validate data files and write them to the store; bad rows go to quarantine with the reason,
     rows with labels outside the five classes are set aside as out of scope."""
     from tasks.cluster import dask_client
-    from tasks.ingest import ingest_files
+    from tasks.ingest import ingest_files, unreadable_files
     from tasks.store import StoreError
 
     if partition is not None and len(files) > 1:
         raise typer.BadParameter("--partition applies to a single file", param_hint="--partition")
-    failures = 0
-    with dask_client(dask_address) as client:
-        try:
-            outcomes = list(ingest_files(files, store, client, get_dataset(dataset), partition))
-        except StoreError as error:
-            raise typer.BadParameter(str(error), param_hint="--store") from error
-        for outcome in outcomes:
-            if outcome.report:
-                typer.echo(outcome.report.summary())
-            else:
-                failures += 1
-                typer.echo(f"error: {outcome.error}", err=True)
-    if failures:
+    spec = get_dataset(dataset)
+    outcomes = unreadable_files(files, spec)  # checked before a cluster starts (seconds)
+    readable = [path for path in files if path not in {outcome.path for outcome in outcomes}]
+    if readable:
+        with dask_client(dask_address) as client:
+            try:
+                outcomes += ingest_files(readable, store, client, spec, partition)
+            except StoreError as error:
+                raise typer.BadParameter(str(error), param_hint="--store") from error
+    for outcome in sorted(outcomes, key=lambda outcome: files.index(outcome.path)):
+        if outcome.report:
+            typer.echo(outcome.report.summary())
+        else:
+            typer.echo(f"error: {outcome.error}", err=True)
+    if any(outcome.error for outcome in outcomes):
         raise typer.Exit(code=1)
 
 
