@@ -13,6 +13,7 @@ from prefect.testing.utilities import prefect_test_harness
 from schemas.generation import get_preset
 from simulator.generate import DaySummary, generate_dataset
 from tasks.cluster import dask_client
+from tests.helpers import TRAIN_FILES
 
 TINY_SEED = 11
 # A test that needs one of these is slow: trained nets, a Prefect server (the harness or a real
@@ -49,7 +50,8 @@ def dask_cluster_client() -> Iterator[Client]:
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """Real Prefect flows against a temporary local server, started once."""
-    with prefect_test_harness(server_startup_timeout=90):
+    # a busy 2-core machine can take minutes to start it
+    with prefect_test_harness(server_startup_timeout=300):
         yield
 
 
@@ -92,23 +94,41 @@ def fresh_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def trained(tiny_dir: Path, tiny_days, tmp_path_factory, dask_cluster_client, prefect_harness):
+def tiny_store(tiny_dir: Path, tiny_days, tmp_path_factory, dask_cluster_client) -> Path:
+    """The tiny training days, ingested once; tests copy it before they change it."""
+    from tasks.ingest import ingest_files
+
+    store = tmp_path_factory.mktemp("store")
+    outcomes = list(ingest_files([tiny_dir / name for name in TRAIN_FILES], store, dask_cluster_client))
+    assert all(outcome.report for outcome in outcomes)
+    return store
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tiny_store: Path, tmp_path_factory, dask_cluster_client):
+    """The paper's split of `tiny_store`."""
+    from schemas.training import SplitConfig
+    from tasks.split import split_store
+
+    return split_store(
+        tiny_store, None, SplitConfig(), tmp_path_factory.mktemp("splits"), dask_cluster_client
+    )
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_store: Path, tmp_path_factory, prefect_harness):
     """One real `train` flow on the tiny training days: nets, predictors, MLflow run, registry.
 
     It registers version 1 in an MLflow store of its own (`trained.tracking.tracking_uri`); tests
     that read that run or its champion use `trained_mlflow`."""
     from flows.train import train
     from schemas.training import NetConfig, TrainConfig
-    from tasks.ingest import ingest_files
 
     quick = TrainConfig(
         binary=NetConfig(epochs=2), attack=NetConfig(epochs=3), baseline=NetConfig(epochs=2), batch_size=256
     )
-    store = tmp_path_factory.mktemp("trained-store")
-    days = [tiny_dir / f"{mmdd}_firewall.csv" for mmdd in ("1203", "1210", "1216")]
-    assert all(outcome.report for outcome in ingest_files(days, store, dask_cluster_client))
     with mlflow_at(new_mlflow_store(tmp_path_factory.mktemp("trained-mlflow"))):
-        return train(store, None, quick, tmp_path_factory.mktemp("artifacts"))
+        return train(tiny_store, None, quick, tmp_path_factory.mktemp("artifacts"))
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from schemas.checks import MAX_TEXT_LENGTH
 from schemas.datasets import DATASETS
 from tasks.errors import QUOTE_LIMIT, is_transient, message_of, quote
 from tasks.store import quarantine_dir, read_report, stored_parts
+from tests.helpers import TRAIN_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 NAD = Path(sys.executable).parent / "nad"
-TRAIN_DAYS = ("1203_firewall.csv", "1210_firewall.csv", "1216_firewall.csv")
 TEST_DAY = "0124_firewall.csv"
 QUICK = {
     "preset": "paper",
@@ -91,14 +91,9 @@ def test_backfill_that_matches_no_day_is_an_error_unless_allowed(
 
 
 @pytest.fixture
-def labelled_store(tiny_dir: Path, tiny_days, tmp_path: Path, dask_cluster_client) -> Path:
-    """A store that holds the tiny training days: enough to train on."""
-    from tasks.ingest import ingest_files
-
-    store = tmp_path / "store"
-    days = [tiny_dir / name for name in TRAIN_DAYS]
-    assert all(outcome.report for outcome in ingest_files(days, store, dask_cluster_client))
-    return store
+def labelled_store(tiny_store: Path, tmp_path: Path) -> Path:
+    """A copy of the store of the tiny training days: enough to train on."""
+    return Path(shutil.copytree(tiny_store, tmp_path / "store"))
 
 
 def test_pipeline_on_a_missing_source_neither_trains_nor_registers(
@@ -164,8 +159,8 @@ def test_training_on_a_store_without_attacks_is_one_line(
 ) -> None:
     from tasks.ingest import ingest_files
 
-    day = pd.read_csv(tiny_dir / TRAIN_DAYS[0])
-    normal = tmp_path / TRAIN_DAYS[0]
+    day = pd.read_csv(tiny_dir / TRAIN_FILES[0])
+    normal = tmp_path / TRAIN_FILES[0]
     day[day["label"] == "Normal"].to_csv(normal, index=False)
     assert next(ingest_files([normal], tmp_path / "store", dask_cluster_client)).report
     result = nad(nad_env, "train", "--store", tmp_path / "store", "--out", tmp_path / "out")
@@ -256,7 +251,7 @@ def test_ingest_into_a_store_that_is_a_file_is_one_line(
 ) -> None:
     store = tmp_path / "store"
     store.write_text("not a folder")
-    result = nad(nad_env, "ingest", tiny_dir / TRAIN_DAYS[0], "--store", store)
+    result = nad(nad_env, "ingest", tiny_dir / TRAIN_FILES[0], "--store", store)
     assert str(store) in error_line(result)
 
 
@@ -310,11 +305,11 @@ def test_every_free_text_field_has_a_maximum_length(spec) -> None:
 def test_a_5_mb_value_goes_to_quarantine_quoted_short(
     nad_env: dict, tiny_dir: Path, tiny_days, tmp_path: Path
 ) -> None:
-    lines = (tiny_dir / TRAIN_DAYS[0]).read_text().splitlines(keepends=True)[:50]
+    lines = (tiny_dir / TRAIN_FILES[0]).read_text().splitlines(keepends=True)[:50]
     fields = lines[7].split(",")
     fields[DATASETS["zyell"].columns.index("app")] = "x" * 5_000_000
     lines[7] = ",".join(fields)
-    day = tmp_path / TRAIN_DAYS[0]
+    day = tmp_path / TRAIN_FILES[0]
     day.write_text("".join(lines))
     store = tmp_path / "store"
     result = nad(nad_env, "ingest", day, "--store", store)

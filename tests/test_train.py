@@ -23,8 +23,8 @@ from tasks.split import (
     split_store,
 )
 from tasks.train import NETS, build_net, class_weights, train_net
+from tests.helpers import TRAIN_FILES
 
-TRAIN_DAYS = ["1203_firewall.csv", "1210_firewall.csv", "1216_firewall.csv"]
 QUICK = TrainConfig(
     binary=NetConfig(epochs=2),
     attack=NetConfig(epochs=2),
@@ -32,21 +32,6 @@ QUICK = TrainConfig(
     batch_size=256,
     dropout=0.0,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_store(tiny_dir: Path, tiny_days, tmp_path_factory, dask_cluster_client) -> Path:
-    store = tmp_path_factory.mktemp("store")
-    outcomes = list(ingest_files([tiny_dir / n for n in TRAIN_DAYS], store, dask_cluster_client))
-    assert all(o.report for o in outcomes)
-    return store
-
-
-@pytest.fixture(scope="module")
-def tiny_split(tiny_store: Path, tmp_path_factory, dask_cluster_client):
-    return split_store(
-        tiny_store, None, SplitConfig(), tmp_path_factory.mktemp("splits"), dask_cluster_client
-    )
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +76,7 @@ def test_a_class_too_small_for_three_splits_is_a_clear_error() -> None:
 
 def test_store_split_is_exact_complete_and_disjoint(tiny_split, tiny_days) -> None:
     totals = {
-        name: sum(s.class_counts[name] for s in tiny_days if s.file in TRAIN_DAYS) for name in CLASS_NAMES
+        name: sum(s.class_counts[name] for s in tiny_days if s.file in TRAIN_FILES) for name in CLASS_NAMES
     }
     for code, name in enumerate(CLASS_NAMES):
         expected = split_sizes(totals[name], SplitConfig())
@@ -189,7 +174,7 @@ def test_artifacts_from_before_dataset_specs_still_load(tiny_prep: Preprocessing
 
 
 def test_unknown_apps_encode_as_others(tiny_dir: Path, tiny_days) -> None:
-    frame = pd.read_csv(tiny_dir / TRAIN_DAYS[0]).head(3)
+    frame = pd.read_csv(tiny_dir / TRAIN_FILES[0]).head(3)
     frame.loc[0, "app"] = "never-seen"
     encoded = encode_spec_features(frame, ZYELL)
     assert list(encoded.columns) == list(FEATURE_COLUMNS) and encoded.loc[0, "app"] == 0.0
