@@ -45,6 +45,11 @@ class TrainPreset(StrEnum):
     paper = "paper"
 
 
+class FeatureSet(StrEnum):
+    paper = "paper"
+    context = "context"
+
+
 class DatasetChoice(StrEnum):
     zyell = "zyell"
     nsl_kdd = "nsl-kdd"
@@ -101,12 +106,12 @@ def run_flow(flow, *args, **kwargs):
     return flow(*args, **kwargs)
 
 
-def read_config(path: Path | None, preset: str | None):
+def read_config(path: Path | None, preset: str | None, feature_set: FeatureSet | None = None):
     """The training config, or an error naming the config file."""
     from schemas.training import TrainConfig
 
     try:
-        return TrainConfig.from_file(path, preset)
+        return TrainConfig.from_file(path, preset, feature_set.value if feature_set else None)
     except (OSError, ValueError) as error:
         raise InputError(message_about(path or "the training config", error)) from error
 
@@ -278,6 +283,12 @@ PresetOption = Annotated[
 ]
 
 
+FeatureSetOption = Annotated[
+    FeatureSet | None,
+    typer.Option(help="paper (the paper's 17 features) or context (and traffic context; ZYELL only)."),
+]
+
+
 @app.command()
 def train(
     store: StoreOption,
@@ -293,6 +304,7 @@ def train(
         Path | None, typer.Option(help="A JSON object of TrainConfig fields to override on the preset.")
     ] = None,
     preset: PresetOption = None,
+    feature_set: FeatureSetOption = None,
     out: Annotated[Path, typer.Option(help="Where splits, preprocessing and runs go.")] = Path("artifacts"),
     dataset: DatasetOption = DatasetChoice.zyell,
     dask_address: DaskOption = None,
@@ -308,7 +320,8 @@ def train(
     except StoreError as error:
         raise typer.BadParameter(str(error), param_hint="--dataset") from error
     parts = parse_partitions(partitions, spec)
-    summary = run_flow(train_flow, store, parts, read_config(config, preset), out, dask_address, spec.name)
+    settings = read_config(config, preset, feature_set)
+    summary = run_flow(train_flow, store, parts, settings, out, dask_address, spec.name)
     typer.echo(training_report(summary))
 
 
@@ -349,6 +362,7 @@ def score(
 
 def score_lines(outcome) -> str:
     """A scored file's counts, and its metrics with their MLflow run when its labels were known."""
+    from tasks.incidents import IncidentDetection, detection_line
     from tasks.tracking import HEADLINE
 
     report = outcome.report
@@ -361,6 +375,10 @@ def score_lines(outcome) -> str:
     if report.metrics:
         figures = "  ".join(f"{k} {report.metrics[k]:.4f}" for k in HEADLINE)
         lines.append(f"  {figures}  (MLflow run {outcome.mlflow_run})")
+    if report.incidents is not None:
+        lines.append(f"  {report.incidents:,} incidents (nad incidents {Path(report.predictions).parent})")
+    if report.incident_detection:
+        lines.append(f"  {detection_line(IncidentDetection.from_dict(report.incident_detection))}")
     return "\n".join(lines)
 
 
@@ -394,6 +412,7 @@ def pipeline(
         Path | None, typer.Option(help="A JSON object of TrainConfig fields to override on the preset.")
     ] = None,
     preset: PresetOption = None,
+    feature_set: FeatureSetOption = None,
     score: Annotated[
         bool, typer.Option("--score", help="Score SOURCE's unlabelled days with the champion.")
     ] = False,
@@ -413,11 +432,11 @@ def pipeline(
     from flows.pipeline import pipeline as pipeline_flow
     from tasks.tracking import comparison_table
 
-    read_config(config, preset)  # a bad config is refused before the backfill starts
+    read_config(config, preset, feature_set)  # a bad config is refused before the backfill starts
     result = run_flow(
         pipeline_flow,
         source, store, last_days, out, config, score, truth, dask_address, dataset.value, preset,
-        allow_empty, train_anyway,
+        allow_empty, train_anyway, feature_set.value if feature_set else None,
     )  # fmt: skip
     training = result["training"]
     if training is None:

@@ -35,10 +35,11 @@ def pipeline(
     preset: str | None = None,
     allow_empty: bool = False,
     train_anyway: bool = False,
+    feature_set: str | None = None,
 ) -> dict:
     """Backfill `source` into `store`, train on the last `last_days` labelled partitions (with
-    `preset`, default `default`, and the overrides of `config_file`), and with `score`, score the
-    unlabelled files of `source` with the new champion.
+    `preset`, default `default`, the overrides of `config_file`, and `feature_set`), and with
+    `score`, score the unlabelled files of `source` with the new champion.
 
     After a failed backfill, or one that found no file (`allow_empty`), it trains only with
     `train_anyway`, on the store as it is."""
@@ -56,7 +57,7 @@ def pipeline(
         get_run_logger().warning("no new files in %s: not training (train_anyway trains anyway)", source)
         return {"backfill": [], "training": None, "scores": []}
     parts = last_labelled_parts(Path(store), last_days)
-    config = TrainConfig.from_file(config_file, preset)
+    config = TrainConfig.from_file(config_file, preset, feature_set)
     summary = train(Path(store), parts, config, Path(out), dask_address, dataset)
     scored = []
     if score:

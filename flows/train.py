@@ -71,13 +71,19 @@ def train(
     with dask_client(dask_address) as client:
         address = client.scheduler.address
         split = split_store_task(
-            Path(store), partitions, config.split, Path(out) / "splits", address, dataset
+            Path(store), partitions, config.split, Path(out) / "splits", address, dataset, config.feature_set
         )
         prep_folder = preprocessing_folder(
             Path(out) / "preprocessing", split.key, config.clip, config.log_transform
         )
         prep_dir = fit_preprocessing_task(
-            split.files("train"), config.clip, prep_folder, address, dataset, config.log_transform
+            split.files("train"),
+            config.clip,
+            prep_folder,
+            address,
+            dataset,
+            config.log_transform,
+            config.feature_set,
         )
     logger.info("split %s (%s): %s", split.key, "reused" if split.reused else "new", split.counts)
     run_dir = Path(out) / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S-%f")

@@ -11,6 +11,9 @@ after the row alike. `tasks/context.py` computes them; a dataset that declares n
 from dataclasses import dataclass
 from typing import Final
 
+# `paper`: the paper's features only; `context`: those and the dataset's `ContextSpec` features.
+FEATURE_SETS: Final[tuple[str, ...]] = ("paper", "context")
+
 # Count tables are kept per clock hour; every bucket lies inside one.
 PARTITION_SECONDS: Final[int] = 3600
 

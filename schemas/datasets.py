@@ -17,6 +17,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from schemas import firewall, nsl_kdd
+from schemas.context import FEATURE_SETS, ZYELL_CONTEXT, ContextSpec
 from schemas.firewall import CLASS_NAMES
 
 DEFAULT_DATASET: Final[str] = "zyell"
@@ -70,6 +71,7 @@ class DatasetSpec:
     day_of_name: Callable[[Path], tuple[int, int] | None] | None = None  # (month, day), for --since
     model_name: str = "nad-fusion"
     log_columns: tuple[str, ...] = ()  # heavy-tailed non-negative features: log1p before the scaler
+    context: ContextSpec | None = None  # the features of feature set `context`; None: `paper` only
 
     def __post_init__(self) -> None:
         if set(self.label_map.values()) != set(CLASS_NAMES):
@@ -84,6 +86,26 @@ class DatasetSpec:
     @property
     def feature_columns(self) -> tuple[str, ...]:
         return tuple(c for c in self.unlabelled_columns if c not in self.identifier_columns)
+
+    def context_of(self, feature_set: str) -> ContextSpec | None:
+        """The context features that `feature_set` adds to the paper's (`paper`: none)."""
+        if feature_set not in FEATURE_SETS:
+            raise ValueError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
+        if feature_set == "paper":
+            return None
+        if self.context is None:
+            raise ValueError(f"{self.name} declares no context features; its feature set is 'paper'")
+        return self.context
+
+    def features_of(self, feature_set: str) -> tuple[str, ...]:
+        """The model's input columns under `feature_set`, in order."""
+        context = self.context_of(feature_set)
+        return self.feature_columns + (context.feature_names if context else ())
+
+    def log_columns_of(self, feature_set: str) -> tuple[str, ...]:
+        """The heavy-tailed columns under `feature_set`: window counts are, like byte counts."""
+        context = self.context_of(feature_set)
+        return self.log_columns + (tuple(w.name for w in context.windows) if context else ())
 
     @property
     def categorical_names(self) -> tuple[str, ...]:
@@ -203,6 +225,7 @@ ZYELL: Final = DatasetSpec(
     time_format=firewall.TIME_FORMAT,
     day_of_name=zyell_day_of_name,
     log_columns=("duration", "out (bytes)", "in (bytes)", *firewall.COUNTER_COLUMNS),
+    context=ZYELL_CONTEXT,
 )
 
 # ---------------------------------------------------------------- NSL-KDD: one partition per file

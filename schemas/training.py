@@ -64,6 +64,7 @@ class TrainConfig(BaseModel):
     split: SplitConfig = SplitConfig()
     clip: float = Field(default=50.0, gt=0)
     log_transform: bool = False  # log1p on the dataset spec's heavy-tailed columns, before the scaler
+    feature_set: Literal["paper", "context"] = "paper"  # context: traffic context (schemas/context.py)
     hidden_units: tuple[int, ...] = (256, 128, 64)
     dropout: float = Field(default=0.1, ge=0, lt=1)
     learning_rate: float = Field(default=1e-4, gt=0)
@@ -97,12 +98,16 @@ class TrainConfig(BaseModel):
         return cls.model_validate(merge(PRESETS[name], {**(overrides or {}), "preset": name}))
 
     @classmethod
-    def from_file(cls, path: Path | None, preset: str | None = None) -> "TrainConfig":
+    def from_file(
+        cls, path: Path | None, preset: str | None = None, feature_set: str | None = None
+    ) -> "TrainConfig":
         """`preset` (else the file's `preset` key, else `default`), overridden by the JSON object in
-        `path` if given."""
+        `path` if given, then by `feature_set` if given (the command line's `--feature-set`)."""
         overrides = {} if path is None else json.loads(Path(path).read_text())
         if not isinstance(overrides, dict):
             raise ValueError(f"{path}: a config file holds a JSON object of fields to override")
+        if feature_set is not None:
+            overrides["feature_set"] = feature_set
         named = overrides.pop("preset", None)
         if preset and named and named != preset:
             raise ValueError(f"{path} is for preset {named!r}, but preset {preset!r} was chosen")
@@ -130,7 +135,7 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         "early_stopping": True,
         "patience": 8,
         "min_steps": 1500,
-        "max_steps": 15000,
+        "max_steps": 4500,  # 5.9 M rows: 3 epochs of 1,440 steps; smaller sets stop early before it
         "class_weights": "full",
         "tune_threshold": True,
         "ensemble": 1,

@@ -10,11 +10,12 @@ are cut, so it is computed in two passes:
 
 `build_tables` runs pass 1 out-of-core on a Dask cluster: each block writes its tuples to one
 Parquet file per clock hour, then each hour is reduced on its own to one count file. Pass 2
-(`ContextTables.features`) reads the count files of the hours a block touches. Memory follows
+(`context_features` with `CountTables`) reads the count files of the hours a block touches. Memory follows
 a block and an hour of traffic, never the file. For one frame in memory (the pyfunc, tests,
 benchmarks), `frame_context` runs both passes without Dask or files. Both give the same values.
 """
 
+import functools
 import shutil
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -26,7 +27,8 @@ import pandas as pd
 from distributed import Client
 
 from schemas.context import PARTITION_SECONDS, ContextSpec
-from tasks.ingest import LINE_COLUMN, Block, parse_block, split_set_aside
+from tasks.ingest_lines import Block
+from tasks.ingest_parse import LINE_COLUMN, parse_block, split_set_aside
 
 TUPLE_COLUMNS = ("window", "key", "bucket", "value")
 TUPLES_DIR, COUNTS_DIR = "tuples", "counts"
@@ -252,6 +254,10 @@ def cell_positions(table: pd.DataFrame, keys: np.ndarray, buckets: np.ndarray) -
 def context_features(rows: pd.DataFrame, tables: CountTables) -> pd.DataFrame:
     """Pass 2: the context features of some rows (any block of the rows pass 1 counted), as int32
     columns in `feature_names` order, on the rows' index."""
+    if rows.empty:
+        return pd.DataFrame(
+            {name: np.zeros(0, np.int32) for name in tables.spec.feature_names}, index=rows.index
+        )
     ids = identifiers(rows, tables.spec)
     values = {name: ROW_FEATURE_OF[name](ids) for name in tables.spec.rows}
     values |= tables.window_values(ids)
@@ -339,4 +345,33 @@ def build_tables(
         client.gather(
             client.map(count_hour, [folder] * len(distinct), distinct, [spec] * len(distinct), pure=False)
         )
-    return CountTables(lambda hour: read_hour(folder, hour), spec)
+    return tables_in(folder, spec)
+
+
+def tables_in(folder: Path, spec: ContextSpec) -> CountTables:
+    """The count tables that `build_tables` wrote to `folder`."""
+    return CountTables(functools.partial(read_hour, folder), spec)
+
+
+def write_block_features(source, read: Callable, spec: ContextSpec, folder: Path, target: Path) -> int:
+    """Pass 2 of one block, on a worker: its rows' `line` and features, written to `target`."""
+    rows = read(source)
+    features = context_features(rows, tables_in(folder, spec))
+    features.insert(0, LINE_COLUMN, rows[LINE_COLUMN].to_numpy())
+    features.to_parquet(target, index=False)
+    return len(features)
+
+
+def write_context(
+    sources: list, read: Callable, spec: ContextSpec, folder: Path, out_dir: Path, client: Client
+) -> list[Path]:
+    """Both passes on the cluster, for a store partition's parts (or a file's blocks): each
+    block's features as `out_dir/part-NNNNN.parquet`, keyed by `line`; count tables in `folder`."""
+    build_tables(sources, read, spec, folder, client)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = [out_dir / f"part-{number:05d}.parquet" for number in range(len(sources))]
+    n = len(sources)
+    client.gather(
+        client.map(write_block_features, sources, [read] * n, [spec] * n, [folder] * n, targets, pure=False)
+    )
+    return targets

@@ -117,6 +117,11 @@ class IncidentDetection:
     def to_dict(self) -> dict:
         return asdict(self) | {"detection_rate": self.detection_rate, "false_share": self.false_share}
 
+    @classmethod
+    def from_dict(cls, figures: dict) -> "IncidentDetection":
+        """The inverse of `to_dict` (the rates are derived again)."""
+        return cls(**{name: figures[name] for name in cls.__dataclass_fields__})
+
 
 def detect_episodes(
     flagged: pd.DataFrame, attacks: pd.DataFrame, truth: str, gap_seconds: float = DEFAULT_GAP_SECONDS

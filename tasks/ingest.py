@@ -22,23 +22,9 @@ from prefect import task
 
 from schemas.datasets import DEFAULT_DATASET, ZYELL, DatasetSpec, get_dataset, plain_name
 from tasks.errors import quote, retry_if_transient
-
-# `X as X`: also re-exported, for modules that still import these names from here (tasks.score,
-# tasks.context, tasks.split, tests/test_context.py, benchmarks/bench_context.py).
-from tasks.ingest_lines import Block as Block
-from tasks.ingest_lines import plan_blocks as plan_blocks
-from tasks.ingest_parse import ARROW_KINDS as ARROW_KINDS
-from tasks.ingest_parse import LINE_COLUMN as LINE_COLUMN
-from tasks.ingest_parse import canonical_labels as canonical_labels
-from tasks.ingest_parse import parse_block as parse_block
-from tasks.ingest_parse import quarantine_frame as quarantine_frame
-from tasks.ingest_parse import split_set_aside as split_set_aside
-from tasks.ingest_parse import store_columns as store_columns
+from tasks.ingest_lines import plan_blocks
 from tasks.ingest_report import IngestReport, build_report, unchanged_report
-from tasks.ingest_scan import DEFAULT_BLOCKSIZE as DEFAULT_BLOCKSIZE
-from tasks.ingest_scan import IngestError, read_head
-from tasks.ingest_scan import resolve_partition as resolve_partition
-from tasks.ingest_scan import scan_file as scan_file
+from tasks.ingest_scan import DEFAULT_BLOCKSIZE, IngestError, read_head, resolve_partition, scan_file
 from tasks.ingest_write import staged_version, write_partitions
 from tasks.progress import Progress
 from tasks.store import REPORT_NAME, claim_store, commit_stage, part_lock, read_report, recover_part

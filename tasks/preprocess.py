@@ -18,11 +18,13 @@ import pyarrow.parquet as pq
 from distributed import Client
 from prefect import task
 
+from schemas.context import ContextSpec
 from schemas.datasets import ZYELL, CategoricalColumn, DatasetSpec, get_dataset
+from tasks.context import frame_context
 from tasks.errors import retry_if_transient
 
 ARTIFACT_NAME = "preprocessing.json"
-ARTIFACT_VERSION = 3  # 3: log1p columns; 2: dataset specs; 1: ZYELL only
+ARTIFACT_VERSION = 4  # 4: feature sets; 3: log1p columns; 2: dataset specs; 1: ZYELL only
 
 
 def encode_category(values: pd.Series, column: CategoricalColumn) -> np.ndarray:
@@ -63,6 +65,7 @@ class Preprocessing:
     clip: float
     schema_version: str
     log_columns: tuple[str, ...] = ()  # log1p before the scaler; empty in artifacts before version 3
+    feature_set: str = "paper"  # `context`: `features` end with the context features (version 4)
     version: int = ARTIFACT_VERSION
 
     def transform(self, encoded: np.ndarray) -> np.ndarray:
@@ -75,8 +78,18 @@ class Preprocessing:
     def log_indices(self) -> list[int]:
         return [self.features.index(name) for name in self.log_columns]
 
-    def transform_raw(self, frame: pd.DataFrame) -> np.ndarray:
-        """Raw rows (the dataset's columns) to the nets' input matrix."""
+    @property
+    def context(self) -> ContextSpec | None:
+        """The context features this preprocessing expects; None for feature set `paper`."""
+        return self.spec.context_of(self.feature_set)
+
+    def transform_raw(self, frame: pd.DataFrame, context: pd.DataFrame | None = None) -> np.ndarray:
+        """Raw rows (the dataset's columns) to the nets' input matrix. Under feature set
+        `context`, `context` holds the rows' context features (`tasks/context.py`); without it
+        the frame counts as a whole file and they are computed from it."""
+        if self.context is not None:
+            context = frame_context(frame, self.context) if context is None else context
+            frame = pd.concat([frame, context], axis=1)
         return self.transform(encode_features(frame, self.features, self.categorical).to_numpy())
 
     @property
@@ -94,7 +107,9 @@ class Preprocessing:
         if data.get("version") == 1:
             data = upgrade_version_1(data)
         if data.get("version") == 2:
-            data = {**data, "log_columns": [], "version": ARTIFACT_VERSION}
+            data = {**data, "log_columns": [], "version": 3}
+        if data.get("version") == 3:
+            data = {**data, "feature_set": "paper", "version": ARTIFACT_VERSION}
         if data.get("version") != ARTIFACT_VERSION:
             raise ValueError(
                 f"{folder}: preprocessing artifact version {data.get('version')} is not {ARTIFACT_VERSION}"
@@ -161,11 +176,12 @@ def fit_preprocessing(
     client: Client,
     spec: DatasetSpec = ZYELL,
     log_transform: bool = False,
+    feature_set: str = "paper",
 ) -> Preprocessing:
     """Fit the scaler on the train split's files, one partition per file, after log1p on the
     spec's heavy-tailed columns when `log_transform`."""
-    features = spec.feature_columns
-    logged = spec.log_columns if log_transform else ()
+    features = spec.features_of(feature_set)
+    logged = spec.log_columns_of(feature_set) if log_transform else ()
     meta = partition_moments(pd.DataFrame({name: pd.Series(dtype="float32") for name in features}))
     moments = dd.from_map(
         read_features,
@@ -185,6 +201,7 @@ def fit_preprocessing(
         clip=clip,
         schema_version=spec.schema_version,
         log_columns=logged,
+        feature_set=feature_set,
     )
 
 
@@ -195,14 +212,21 @@ def preprocessing_folder(root: Path, split_key: str, clip: float, log_transform:
 
 @task(name="fit-preprocessing", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient)
 def fit_preprocessing_task(
-    train_files: list[str], clip: float, out_dir: Path, dask_address: str, dataset: str, log_transform: bool
+    train_files: list[str],
+    clip: float,
+    out_dir: Path,
+    dask_address: str,
+    dataset: str,
+    log_transform: bool,
+    feature_set: str = "paper",
 ) -> Path:
     """Prefect task: fit on the train split and write the JSON artifact; returns its folder
     (see `preprocessing_folder`)."""
     if (out_dir / ARTIFACT_NAME).exists():
         return out_dir
     with Client(dask_address, set_as_default=False) as client:
-        fitted = fit_preprocessing(train_files, clip, client, get_dataset(dataset), log_transform)
+        spec = get_dataset(dataset)
+        fitted = fit_preprocessing(train_files, clip, client, spec, log_transform, feature_set)
     out_dir.mkdir(parents=True, exist_ok=True)
     fitted.save(out_dir)
     return out_dir

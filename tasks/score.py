@@ -17,6 +17,7 @@ MLflow URI, and resolved once per scoring run to a local predictor folder (`pred
 import json
 import os
 import re
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -28,26 +29,29 @@ import pyarrow as arrow
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from prefect import task
+from prefect.artifacts import create_table_artifact
 
+from schemas.context import ContextSpec
 from schemas.datasets import DatasetSpec, get_dataset, plain_name
 from schemas.firewall import CLASS_NAMES
+from tasks.context import CountTables, build_tables, context_features, valid_block_rows
 from tasks.errors import InputError, ModelError, message_about, retry_if_transient
 from tasks.fusion import PREDICTOR_FILE, load_predictor
-from tasks.ingest import (
+from tasks.incidents import PREDICTIONS_SUFFIX, incidents_path, read_incidents, write_incidents
+from tasks.ingest_lines import plan_blocks
+from tasks.ingest_parse import (
     ARROW_KINDS,
     LINE_COLUMN,
     canonical_labels,
     parse_block,
-    plan_blocks,
     quarantine_frame,
-    read_head,
-    resolve_partition,
-    scan_file,
     split_set_aside,
     store_columns,
 )
+from tasks.ingest_scan import read_head, resolve_partition, scan_file
 from tasks.metrics import confusion_matrix, evaluate_confusion
 from tasks.preprocess import Preprocessing
+from tasks.progress import Progress
 from tasks.tracking import CHAMPION, HEADLINE, configure_mlflow, log_evaluation_run
 
 MLMODEL_FILE = "MLmodel"
@@ -166,6 +170,8 @@ class ScoreReport:
     predicted: dict[str, int]
     metrics: dict | None
     seconds: float
+    incidents: int | None = None  # None: the dataset has no source and time to group rows by
+    incident_detection: dict | None = None  # with labels: episodes detected, incidents false
 
     @property
     def rows_per_second(self) -> float:
@@ -202,6 +208,7 @@ def score_file(
     started = time.perf_counter()
     spec = predictor.preprocessing.spec
     scan = scan_file(path, spec)
+    progress = Progress(f"score {path.name}", scan.data_lines)
     blocks = plan_blocks(scan, resolve_partition(path, scan, spec, None), spec)
     truth_codes = truth_for(path, truth, scan.data_lines, spec) if truth else None
     size = len(CLASS_NAMES)
@@ -211,8 +218,12 @@ def score_file(
     rejected_parts: list[pd.DataFrame] = []
     outside_parts: list[pd.DataFrame] = []
     labelled = scan.labelled or truth_codes is not None
+    context = predictor.preprocessing.context
+    stem = Path(plain_name(path)).stem
+    tables_dir = out_dir / f".{stem}.context"
 
     def predictions():
+        tables = context_tables(blocks, context, tables_dir) if context else None
         with ThreadPoolExecutor(1) as prefetch:
             pending = prefetch.submit(parse_block, blocks[0])
             for index in range(len(blocks)):
@@ -223,10 +234,14 @@ def score_file(
                 rejected_parts.append(quarantine_frame(rows.loc[rejected], str(path)))
                 outside_parts.append(rows.loc[outside, list(store_columns(spec))])
                 valid = rows.loc[~rejected & ~outside].reset_index(drop=True)
-                codes, probability = predictor.predict_codes(predictor.preprocessing.transform_raw(valid))
+                features = context_features(valid, tables) if tables else None
+                codes, probability = predictor.predict_codes(
+                    predictor.preprocessing.transform_raw(valid, features)
+                )
                 counts["kept"] += len(valid)
                 counts["quarantined"] += int(rejected.sum())
                 counts["out_of_scope"] += int(outside.sum())
+                progress.advance(len(rows))
                 predicted[:] += np.bincount(codes, minlength=size)
                 out = valid[list(store_columns(spec))].copy()
                 if labelled:
@@ -246,11 +261,15 @@ def score_file(
                 yield out
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(plain_name(path)).stem
     target = out_dir / f"{stem}.predictions.parquet"
-    _atomic_parquet(predictions(), target, prediction_schema(spec))
+    try:
+        _atomic_parquet(predictions(), target, prediction_schema(spec))
+    finally:
+        shutil.rmtree(tables_dir, ignore_errors=True)
+    progress.finish()
     _atomic_frame(rejected_parts, out_dir / f"{stem}.quarantine.parquet")
     _atomic_frame(outside_parts, out_dir / f"{stem}.out_of_scope.parquet")
+    found = write_incidents(target, truth_dir=truth.parent if truth else None) if spec.context else None
     report = ScoreReport(
         file=str(path),
         predictions=str(target),
@@ -262,6 +281,8 @@ def score_file(
         predicted={name: int(n) for name, n in zip(CLASS_NAMES, predicted, strict=True)},
         metrics=evaluate_confusion(confusion).to_dict() if labelled else None,
         seconds=round(time.perf_counter() - started, 3),
+        incidents=None if found is None else len(found.incidents),
+        incident_detection=found.detection.to_dict() if found and found.detection else None,
     )
     if report.rows_read != report.rows_kept + report.rows_quarantined + report.rows_out_of_scope:
         raise RuntimeError(
@@ -269,6 +290,13 @@ def score_file(
         )
     (out_dir / f"{stem}.summary.json").write_text(json.dumps(asdict(report), indent=2))
     return report
+
+
+def context_tables(blocks: list, context: ContextSpec, folder: Path) -> CountTables:
+    """Pass 1 of the context features over every block of a file, in this process, before any
+    block is scored: a window feature counts the rows of its bucket in the whole file."""
+    shutil.rmtree(folder, ignore_errors=True)
+    return build_tables(blocks, valid_block_rows, context, folder)
 
 
 def prediction_schema(spec: DatasetSpec) -> arrow.Schema:
@@ -370,7 +398,18 @@ def score_file_task(
     loaded = load_predictor(predictor)
     report = score_file(path, loaded, out_dir, truth, model or str(predictor))
     run = log_score_run(report, loaded.kind, loaded.preprocessing.spec) if report.metrics else None
+    if report.incidents:
+        publish_top_incidents(Path(report.predictions))
     return ScoredFile(str(path), report, run)
+
+
+def publish_top_incidents(predictions: Path, top: int = 20) -> None:
+    """A Prefect table artifact of a scored file's largest incidents."""
+    incidents = read_incidents(incidents_path(predictions)).sort_values("rows", ascending=False).head(top)
+    rows = incidents.astype({"start": str, "end": str}).to_dict("records")
+    stem = predictions.name.removesuffix(PREDICTIONS_SUFFIX)
+    key = re.sub(r"[^a-z0-9-]+", "-", f"incidents-{stem}".lower())
+    create_table_artifact(rows, key=key, description=f"the {len(rows)} largest incidents of {stem}, by rows")
 
 
 def unlabelled_files(source: Path, spec: DatasetSpec) -> list[Path]:

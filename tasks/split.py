@@ -8,6 +8,7 @@ and re-running gives the same split. Only (class, key) pairs are gathered to fin
 per-class thresholds (9 bytes a row); the rows themselves are written partition by partition.
 """
 
+import functools
 import hashlib
 import json
 import shutil
@@ -21,11 +22,13 @@ import pyarrow.parquet as pq
 from distributed import Client
 from prefect import task
 
+from schemas.context import ContextSpec
 from schemas.datasets import ZYELL, DatasetSpec, get_dataset
 from schemas.firewall import CLASS_NAMES, NORMAL
 from schemas.training import SplitConfig
+from tasks.context import stored_rows, write_context
 from tasks.errors import retry_if_transient
-from tasks.ingest import LINE_COLUMN
+from tasks.ingest_parse import LINE_COLUMN
 from tasks.preprocess import encode_spec_features
 from tasks.store import check_store, part_dir, read_report, stored_parts
 
@@ -35,6 +38,7 @@ SPLIT_MANIFEST = "split.json"
 DONE_MARKER = "_SUCCESS"
 ROW_GROUP_ROWS = 65_536
 SPLIT_CODE_VERSION = 2
+CONTEXT_DIR = "_context"  # working files of the context features, removed once the split is written
 
 
 class SplitError(ValueError):
@@ -136,14 +140,22 @@ def assign_splits(labels: np.ndarray, keys: np.ndarray, thresholds: dict[int, tu
 
 
 def write_split_part(
-    part: StorePart, number: int, seed: int, thresholds: dict[int, tuple[int, int]], out_dir: Path
+    part: StorePart,
+    number: int,
+    context: str | None,
+    seed: int,
+    thresholds: dict[int, tuple[int, int]],
+    out_dir: Path,
 ) -> pd.DataFrame:
-    """Encode one store part and write its rows to their splits; return counts per split and class."""
+    """Encode one store part (with its context features, from `context`, when given) and write
+    its rows to their splits; return counts per split and class."""
     spec = get_dataset(part.dataset)
     frame = pq.read_table(part.path).to_pandas()
     labels = label_codes(frame[spec.label_column])
     splits = assign_splits(labels, row_keys(seed, part.number, frame[LINE_COLUMN].to_numpy()), thresholds)
     rows = encode_spec_features(frame, spec)
+    if context is not None:
+        rows = pd.concat([rows, context_columns(Path(context), frame[LINE_COLUMN].to_numpy())], axis=1)
     rows["label"] = labels
     rows["partition"] = np.uint32(part.number)
     rows[LINE_COLUMN] = frame[LINE_COLUMN].to_numpy(dtype=np.int64)
@@ -162,6 +174,37 @@ def write_split_part(
     return pd.DataFrame(counts.to_numpy(), columns=list(CLASS_NAMES)).assign(split=list(SPLITS))
 
 
+def context_columns(path: Path, lines: np.ndarray) -> pd.DataFrame:
+    """A part's context features (written by `tasks.context.write_context`) as float32 columns,
+    checked to be of the same rows in the same order."""
+    features = pd.read_parquet(path)
+    if not np.array_equal(features.pop(LINE_COLUMN).to_numpy(), lines):
+        raise ValueError(f"{path}: the context features are not of the rows of their store part")
+    return features.astype(np.float32)
+
+
+def partition_context(
+    parts: list[StorePart], context: ContextSpec | None, root: Path, client: Client
+) -> list:
+    """Each part's context features file (None for feature set `paper`): both passes run over
+    a whole partition (a day), so a window feature sees every row of its bucket."""
+    files: list[str | None] = [None] * len(parts)
+    if context is None:
+        return files
+    by_partition: dict[str, list[int]] = {}
+    for index, part in enumerate(parts):
+        by_partition.setdefault(part.partition, []).append(index)
+    read = functools.partial(stored_rows, spec=context)
+    for number, indices in enumerate(by_partition.values()):
+        sources = [parts[index].path for index in indices]
+        written = write_context(
+            sources, read, context, root / f"tables-{number}", root / f"rows-{number}", client
+        )
+        for index, path in zip(indices, written, strict=True):
+            files[index] = str(path)
+    return files
+
+
 @dataclass(frozen=True)
 class SplitResult:
     """Where the splits are, and what they hold."""
@@ -177,17 +220,18 @@ class SplitResult:
         return sorted(str(p) for p in (Path(self.folder) / split).glob("part-*.parquet"))
 
 
-def split_key(hashes: dict[str, str], cfg: SplitConfig, spec: DatasetSpec) -> str:
-    """Content address of a split: the files' hashes, the config, the schema and the code version."""
-    material = json.dumps(
-        {
-            "partitions": hashes,
-            "config": cfg.model_dump(),
-            "schema": spec.schema_version,
-            "code": SPLIT_CODE_VERSION,
-        },
-        sort_keys=True,
-    )
+def split_key(hashes: dict[str, str], cfg: SplitConfig, spec: DatasetSpec, feature_set: str = "paper") -> str:
+    """Content address of a split: the files' hashes, the config, the schema, the features and
+    the code version."""
+    material = {
+        "partitions": hashes,
+        "config": cfg.model_dump(),
+        "schema": spec.schema_version,
+        "code": SPLIT_CODE_VERSION,
+    }
+    if feature_set != "paper":  # paper splits keep their addresses from before feature sets
+        material["features"] = list(spec.features_of(feature_set))
+    material = json.dumps(material, sort_keys=True)
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -198,13 +242,14 @@ def split_store(
     out_root: Path,
     client: Client,
     spec: DatasetSpec = ZYELL,
+    feature_set: str = "paper",
 ) -> SplitResult:
     """Split the chosen partitions into train/validation/test folders under `out_root`, or reuse them.
 
-    A finished split of the same partitions (same sha256s) and config is reused as it is.
+    A finished split of the same partitions (same sha256s), config and feature set is reused as it is.
     """
     parts, hashes = select_store_parts(store, partitions, spec)
-    key = split_key(hashes, cfg, spec)
+    key = split_key(hashes, cfg, spec, feature_set)
     folder = out_root / f"split-{key}"
     if (folder / DONE_MARKER).exists():
         manifest = json.loads((folder / SPLIT_MANIFEST).read_text())
@@ -220,16 +265,19 @@ def split_store(
     stats_meta = pd.DataFrame(
         {**{c: pd.Series(dtype="int64") for c in CLASS_NAMES}, "split": pd.Series(dtype="str")}
     )
+    contexts = partition_context(parts, spec.context_of(feature_set), folder / CONTEXT_DIR, client)
     writes = dd.from_map(
         write_split_part,
         parts,
         range(len(parts)),
+        contexts,
         seed=cfg.seed,
         thresholds=thresholds,
         out_dir=folder,
         meta=stats_meta,
     )
     totals = client.compute(writes, sync=True).groupby("split").sum()
+    shutil.rmtree(folder / CONTEXT_DIR, ignore_errors=True)
     counts = {split: {c: int(totals.loc[split, c]) for c in CLASS_NAMES} for split in SPLITS}
     result = SplitResult(folder=str(folder), key=key, dataset=spec.name, partitions=hashes, counts=counts)
     manifest = {**asdict(result), "thresholds": {CLASS_NAMES[c]: list(t) for c, t in thresholds.items()}}
@@ -247,7 +295,8 @@ def split_store_task(
     out_root: Path,
     dask_address: str,
     dataset: str,
+    feature_set: str = "paper",
 ) -> SplitResult:
-    """Prefect task: the split, reused when the partitions and the config are unchanged."""
+    """Prefect task: the split, reused when the partitions, the config and the features are unchanged."""
     with Client(dask_address, set_as_default=False) as client:
-        return split_store(store, partitions, cfg, out_root, client, get_dataset(dataset))
+        return split_store(store, partitions, cfg, out_root, client, get_dataset(dataset), feature_set)

@@ -1,5 +1,6 @@
 """Incidents on a hand-made day whose episodes are known, field by field."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -166,3 +167,10 @@ def test_a_folder_without_predictions_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "x.predictions.parquet").write_text("not parquet")
     with pytest.raises(IncidentError, match="not a predictions file"):
         folder_incidents(tmp_path)
+
+
+def test_detection_figures_survive_the_summary_json() -> None:
+    detection = IncidentDetection(
+        episodes=7, detected=5, detected_same_class=4, incidents=9, false_incidents=2
+    )
+    assert IncidentDetection.from_dict(json.loads(json.dumps(detection.to_dict()))) == detection

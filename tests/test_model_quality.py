@@ -26,7 +26,6 @@ from tasks.threshold import DEFAULT_THRESHOLD, FusionOutputs, choose_threshold
 from tasks.train import Schedule, class_weights, plan_schedule
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_DAYS = ("1203", "1210", "1216")
 
 # ---------------------------------------------------------------- presets and config
 
@@ -48,6 +47,8 @@ def test_default_preset_trains_with_early_stopping_transforms_and_a_tuned_thresh
     assert default.preset == "default" and default.early_stopping and default.log_transform
     assert default.tune_threshold and default.batch_size == "auto" and default.min_steps > 0
     assert default.max_steps is not None and default.learning_rate > TrainConfig().learning_rate
+    # the full preset's binary train split: 1,440 steps of 4096 an epoch, 313 s each on 2 cores
+    assert plan_schedule(5_914_537, default, 100) == Schedule(4096, 3, 1444, 2)
 
 
 @pytest.mark.parametrize(
@@ -183,37 +184,15 @@ def test_ensemble_members_are_averaged_before_threshold_and_argmax(tiny_prep_def
 
 
 @pytest.fixture(scope="module")
-def quality_store(tiny_dir: Path, tiny_days, tmp_path_factory, dask_cluster_client) -> Path:
-    from tasks.ingest import ingest_files
-
-    store = tmp_path_factory.mktemp("quality-store")
-    days = [tiny_dir / f"{mmdd}_firewall.csv" for mmdd in TRAIN_DAYS]
-    assert all(outcome.report for outcome in ingest_files(days, store, dask_cluster_client))
-    return store
-
-
-@pytest.fixture(scope="module")
-def quality_split(quality_store: Path, tmp_path_factory, dask_cluster_client):
-    from schemas.training import SplitConfig
-    from tasks.split import split_store
-
-    return split_store(
-        quality_store, None, SplitConfig(), tmp_path_factory.mktemp("split"), dask_cluster_client
-    )
-
-
-@pytest.fixture(scope="module")
-def tiny_prep_default(quality_split, dask_cluster_client) -> Preprocessing:
-    return fit_preprocessing(
-        quality_split.files("train"), 50.0, dask_cluster_client, ZYELL, log_transform=True
-    )
+def tiny_prep_default(tiny_split, dask_cluster_client) -> Preprocessing:
+    return fit_preprocessing(tiny_split.files("train"), 50.0, dask_cluster_client, ZYELL, log_transform=True)
 
 
 def split_frame(split, name: str) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(f) for f in split.files(name)], ignore_index=True)
 
 
-def test_log_transform_is_fitted_on_the_train_split_only(quality_split, tiny_prep_default) -> None:
+def test_log_transform_is_fitted_on_the_train_split_only(tiny_split, tiny_prep_default) -> None:
     assert tiny_prep_default.log_columns == ZYELL.log_columns
     features = list(ZYELL.feature_columns)
     logged = [features.index(c) for c in ZYELL.log_columns]
@@ -223,12 +202,12 @@ def test_log_transform_is_fitted_on_the_train_split_only(quality_split, tiny_pre
         values[:, logged] = np.log1p(values[:, logged])
         return values.mean(axis=0), values.std(axis=0)
 
-    mean, std = moments(split_frame(quality_split, "train"))
+    mean, std = moments(split_frame(tiny_split, "train"))
     np.testing.assert_allclose(tiny_prep_default.means, mean, rtol=1e-5)
     np.testing.assert_allclose(tiny_prep_default.stds, np.where(std > 0, std, 1.0), rtol=1e-5)
-    everything = pd.concat([split_frame(quality_split, s) for s in ("train", "validation", "test")])
+    everything = pd.concat([split_frame(tiny_split, s) for s in ("train", "validation", "test")])
     assert not np.allclose(tiny_prep_default.means, moments(everything)[0], rtol=1e-5)
-    raw = split_frame(quality_split, "test")[features].to_numpy(dtype=np.float32)
+    raw = split_frame(tiny_split, "test")[features].to_numpy(dtype=np.float32)
     column = features.index("out (bytes)")
     expected = (np.log1p(raw[:, column]) - mean[column]) / std[column]
     np.testing.assert_allclose(
@@ -256,11 +235,29 @@ def own_mlflow(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def default_run(quality_store: Path, own_mlflow: str, tmp_path_factory, prefect_harness):
+def default_run(tiny_store: Path, own_mlflow: str, tmp_path_factory, prefect_harness):
     from flows.train import train
 
     config = TrainConfig.from_preset("default", QUICK_DEFAULT)
-    return train(quality_store, None, config, tmp_path_factory.mktemp("quality-artifacts"))
+    return train(tiny_store, None, config, tmp_path_factory.mktemp("quality-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def context_run(tiny_store: Path, own_mlflow: str, tmp_path_factory, prefect_harness):
+    from flows.train import train
+
+    config = TrainConfig.from_preset("default", {**QUICK_DEFAULT, "ensemble": 1, "feature_set": "context"})
+    return train(tiny_store, None, config, tmp_path_factory.mktemp("context-artifacts"))
+
+
+@pytest.mark.slow
+def test_a_context_run_trains_on_the_context_features_and_says_so(context_run, own_mlflow: str) -> None:
+    run = MlflowClient(own_mlflow).get_run(context_run.tracking.run_id)
+    assert run.data.params["config.feature_set"] == "context"
+    preprocessing = load_predictor(Path(context_run.predictors["fusion"])).preprocessing
+    assert preprocessing.feature_set == "context" and preprocessing.features == ZYELL.features_of("context")
+    train_columns = pd.read_parquet(context_run.split.files("train")[0]).columns
+    assert set(ZYELL.context.feature_names) <= set(train_columns)
 
 
 @pytest.mark.slow
@@ -293,9 +290,13 @@ def nad_score(day: Path, model: str, out: Path, env_uri: str) -> pd.DataFrame:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("run_fixture", ["default_run", "context_run"])
 def test_score_pyfunc_and_in_flow_evaluation_predict_the_same(
-    default_run, own_mlflow: str, tiny_dir: Path, tmp_path: Path
+    run_fixture: str, request, own_mlflow: str, tiny_dir: Path, tmp_path: Path
 ) -> None:
+    """Feature set `context` too: `nad score` counts windows over the file's blocks, the pyfunc
+    over the request, the split over the stored day; for a whole day all three are one count."""
+    default_run = request.getfixturevalue(run_fixture)
     day = tiny_dir / "1203_firewall.csv"
     fusion_dir = default_run.predictors["fusion"]
     in_flow = []
@@ -326,8 +327,9 @@ def test_score_pyfunc_and_in_flow_evaluation_predict_the_same(
 def test_a_version_2_predictor_still_loads_and_scores_the_same(
     default_run, tiny_dir: Path, tmp_path: Path
 ) -> None:
-    """Artifacts from before log transforms and ensembles: preprocessing version 2 without
-    `log_columns`, and single `binary.keras` / `attack.keras` files with no `nets` list."""
+    """Artifacts from before log transforms, ensembles and feature sets: preprocessing version 2
+    without `log_columns` or `feature_set`, and single `binary.keras` / `attack.keras` files with
+    no `nets` list."""
     current = load_predictor(Path(default_run.predictors["fusion"]))
     single = FusionModel(
         Preprocessing(**{**current.preprocessing.__dict__, "log_columns": ()}),
@@ -342,7 +344,7 @@ def test_a_version_2_predictor_still_loads_and_scores_the_same(
     old = tmp_path / "v2"
     shutil.copytree(folder, old)
     prep = json.loads((old / ARTIFACT_NAME).read_text())
-    del prep["log_columns"]
+    del prep["log_columns"], prep["feature_set"]
     (old / ARTIFACT_NAME).write_text(json.dumps({**prep, "version": 2}))
     spec = json.loads((old / "predictor.json").read_text())
     del spec["nets"]
@@ -352,4 +354,23 @@ def test_a_version_2_predictor_still_loads_and_scores_the_same(
 
     loaded = load_predictor(old)
     assert loaded.preprocessing.log_columns == () and len(loaded.binary) == len(loaded.attack) == 1
+    assert loaded.preprocessing.feature_set == "paper"
+    assert (loaded.predict(raw) == expected).all()
+
+
+@pytest.mark.slow
+def test_a_paper_predictor_of_version_3_still_scores_the_same(
+    default_run, tiny_dir: Path, tmp_path: Path
+) -> None:
+    """Predictors saved before feature sets (preprocessing version 3) score with the paper's
+    features, as they were trained."""
+    folder = tmp_path / "v3"
+    shutil.copytree(default_run.predictors["fusion"], folder)
+    prep = json.loads((folder / ARTIFACT_NAME).read_text())
+    assert prep.pop("feature_set") == "paper"
+    (folder / ARTIFACT_NAME).write_text(json.dumps({**prep, "version": 3}))
+    raw = pd.read_csv(tiny_dir / "0124_firewall.csv")
+    expected = load_predictor(Path(default_run.predictors["fusion"])).predict(raw)
+    loaded = load_predictor(folder)
+    assert loaded.preprocessing.feature_set == "paper" and loaded.preprocessing.context is None
     assert (loaded.predict(raw) == expected).all()

@@ -8,6 +8,7 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
+from prefect.artifacts import Artifact
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -16,6 +17,7 @@ from schemas.datasets import ZYELL
 from schemas.firewall import CLASS_NAMES, COLUMNS
 from tasks.errors import ModelError
 from tasks.fusion import load_predictor
+from tasks.incidents import find_incidents, read_incidents
 from tasks.score import evaluate_prediction_folder, predictor_folder, resolve_predictor, score_file
 from tasks.tracking import MODEL_NAME, configure_mlflow
 
@@ -49,6 +51,13 @@ def test_unlabelled_day_with_truth_gets_predictions_and_metrics(
     per_file, overall = evaluate_prediction_folder(tmp_path, tiny_dir / "truth", ZYELL)
     assert per_file["0124_firewall.predictions.parquet"]["confusion"] == report.metrics["confusion"]
     assert overall["fbeta"] == pytest.approx(report.metrics["fbeta"])
+    flagged = predictions[predictions["pred_label"] != "Normal"]
+    written = find_incidents(flagged)
+    incidents = read_incidents(tmp_path / "0124_firewall.incidents.parquet")
+    assert len(incidents) == summary["incidents"] == report.incidents == len(written) > 0
+    assert incidents["rows"].sum() == len(flagged)
+    assert summary["incident_detection"]["incidents"] == report.incidents
+    assert 0 < summary["incident_detection"]["detected"] <= summary["incident_detection"]["episodes"]
 
 
 def test_unlabelled_day_without_truth_has_no_metrics(fusion, tiny_dir: Path, tmp_path: Path) -> None:
@@ -123,6 +132,10 @@ def test_the_flow_logs_an_evaluation_run_for_each_file_with_labels(
     assert run.data.tags["nad.kind"] == "evaluation" and run.data.params["data.dataset"] == "zyell"
     assert run.data.metrics["score.fusion.criterion"] == pytest.approx(labelled.report.metrics["criterion"])
     assert unlabelled.report.metrics is None and unlabelled.mlflow_run is None
+    assert labelled.report.incidents > 0
+    artifact = Artifact.get("incidents-0124-firewall")
+    assert artifact is not None and artifact.type == "table"
+    assert len(json.loads(artifact.data)) == min(labelled.report.incidents, 20)
 
 
 def test_the_flow_refuses_a_model_of_another_dataset(
@@ -182,8 +195,9 @@ def test_model_may_be_the_train_out_folder_a_run_folder_or_a_predictor_folder(tr
     ids=["missing-path", "keras-file", "empty-folder", "unknown-name", "unknown-version"],
 )
 def test_a_model_that_is_not_one_is_refused_naming_it(
-    trained, tmp_path: Path, model: str, words: str
+    trained, trained_mlflow: str, tmp_path: Path, model: str, words: str
 ) -> None:
+    """In the trained model's own store, where `nad-fusion` exists but has no version 999."""
     keras = min(Path(trained.predictors["fusion"]).glob("*.keras"))
     model = model.format(tmp=tmp_path, keras=keras)
     with pytest.raises(ModelError) as refused:
