@@ -20,7 +20,10 @@ from tasks.context import (
     valid_block_rows,
     window_tuples,
 )
-from tasks.ingest import LINE_COLUMN, ingest_file, plan_blocks, resolve_partition, scan_file
+from tasks.ingest import ingest_file
+from tasks.ingest_lines import plan_blocks
+from tasks.ingest_parse import LINE_COLUMN
+from tasks.ingest_scan import resolve_partition, scan_file
 from tasks.store import part_dir
 
 EVERY_KIND = ContextSpec(
