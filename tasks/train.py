@@ -239,21 +239,20 @@ class EpochLog(keras.callbacks.Callback):
 
 class RowProgress(keras.callbacks.Callback):
     """Training rows done, rate and time left (to the last epoch; early stopping may end sooner),
-    on a terminal and in the run's progress artifact (`tasks.progress`)."""
+    on a terminal and in the run's progress artifact (`tasks.progress`), after each epoch.
+
+    No batch hook: one makes Keras hand every batch's logs to Python, which slows training; with
+    one, six nets fitting in threads at once failed once in a TensorFlow race (`is_ref`), which
+    no run without it has shown."""
 
     def __init__(self, name: str, rows: int, schedule: Schedule) -> None:
         super().__init__()
         self.name, self.rows, self.schedule = name, rows, schedule
         self.progress = Progress(f"train {name}", rows * schedule.epochs)
-        self.epoch = 0
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch = epoch
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.progress.label = f"train {self.name} epoch {epoch + 1}/{self.schedule.epochs}"
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        rows = min((batch + 1) * self.schedule.batch_size, self.rows)
-        self.progress.update(self.epoch * self.rows + rows)
+        self.progress.update((epoch + 1) * self.rows)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.progress.finish()
