@@ -168,6 +168,9 @@ class ConstantNet:
     def predict(self, x, **kwargs):
         return np.tile(self.row, (len(x), 1))
 
+    def predict_on_batch(self, x):
+        return self.predict(x)
+
 
 def test_ensemble_members_are_averaged_before_threshold_and_argmax(tiny_prep_default) -> None:
     binary = [ConstantNet([0.2]), ConstantNet([0.7])]  # mean 0.45
