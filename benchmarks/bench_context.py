@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
-from benchmarks.measure import PeakTreeRss
+from benchmarks.measure import timed
 from schemas.context import ZYELL_CONTEXT
 from schemas.datasets import ZYELL
 from schemas.firewall import APP_VOCABULARY, CLASS_NAMES, FEATURE_COLUMNS, LABEL_COLUMN, NORMAL
@@ -59,13 +58,6 @@ from tasks.voting import VOTE_RULES, Vote, vote_by_source
 BIG_DAY = "0126_firewall.csv"
 
 # ---------------------------------------------------------------- cost
-
-
-def timed(action: Callable[[], object]) -> tuple[float, int]:
-    with PeakTreeRss() as rss:
-        start = time.perf_counter()
-        action()
-        return time.perf_counter() - start, rss.peak
 
 
 def ingest(paths: list[Path], store: Path, client, blocksize: int) -> None:

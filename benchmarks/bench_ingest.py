@@ -11,13 +11,11 @@ import argparse
 import shutil
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.csv as pacsv
 
-from benchmarks.measure import PeakTreeRss
+from benchmarks.measure import timed
 from schemas.datasets import ZYELL
 from schemas.generation import get_preset
 from simulator.generate import generate_dataset
@@ -26,13 +24,6 @@ from tasks.ingest import ingest_files
 
 TRAIN_FILES = ("1203_firewall.csv", "1210_firewall.csv", "1216_firewall.csv")
 BIG_DAY = "0126_firewall.csv"
-
-
-def timed(action: Callable[[], object]) -> tuple[float, int]:
-    with PeakTreeRss() as rss:
-        start = time.perf_counter()
-        action()
-        return time.perf_counter() - start, rss.peak
 
 
 def bare_read(paths: list[Path]) -> None:

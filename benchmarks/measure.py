@@ -3,6 +3,7 @@
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
 
@@ -31,3 +32,11 @@ class PeakTreeRss:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def timed(action: Callable[[], object]) -> tuple[float, int]:
+    """Wall seconds and peak RSS of the process tree (bytes) of one call."""
+    with PeakTreeRss() as rss:
+        start = time.perf_counter()
+        action()
+        return time.perf_counter() - start, rss.peak
