@@ -269,6 +269,7 @@ def score_file(
     progress.finish()
     _atomic_frame(rejected_parts, out_dir / f"{stem}.quarantine.parquet")
     _atomic_frame(outside_parts, out_dir / f"{stem}.out_of_scope.parquet")
+    # incidents group rows by source and time: the identifier columns a context spec declares
     found = write_incidents(target, truth_dir=truth.parent if truth else None) if spec.context else None
     report = ScoreReport(
         file=str(path),
