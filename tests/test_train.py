@@ -222,6 +222,10 @@ class CountingNet:
         self.calls.append(len(x))
         return self.net.predict(x, **kwargs)
 
+    def predict_on_batch(self, x):
+        self.calls.append(len(x))
+        return self.net.predict_on_batch(x)
+
     @property
     def output_shape(self):
         return self.net.output_shape
