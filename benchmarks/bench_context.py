@@ -74,9 +74,7 @@ def store_context(store: Path, work: Path, client) -> None:
 
     def one(day: Path) -> None:
         parts = sorted(day.glob("part-*.parquet"))
-        write_context(
-            parts, read, ZYELL_CONTEXT, work / "tables" / day.name, work / "features" / day.name, client
-        )
+        write_context(parts, read, ZYELL_CONTEXT, work / "tables" / day.name, client)
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(one, days))
@@ -91,11 +89,11 @@ def file_context(paths: list[Path], work: Path, client, blocksize: int) -> float
         scan = scan_file(path, ZYELL, blocksize)
         blocks = plan_blocks(scan, resolve_partition(path, scan, ZYELL, None), ZYELL)
         tables = build_tables(blocks, valid_block_rows, ZYELL_CONTEXT, work / path.stem, client)
-        for block in blocks:
+        for number, block in enumerate(blocks):
             started = time.perf_counter()
             rows = valid_block_rows(block)
             parsing += time.perf_counter() - started
-            context_features(rows, tables)
+            context_features(rows, tables, number)
     return parsing
 
 

@@ -2,22 +2,21 @@
 scoring and the pyfunc, whatever the block size.
 
 A window feature of a row depends on every row of its clock bucket, wherever the file's blocks
-are cut, so it is computed in two passes:
+are cut, and every bucket lies inside one clock hour. So `all_features` computes the features
+of any set of rows that holds whole hours, and the out-of-core path shuffles rows by hour:
 
-1. `window_tuples`: each block's distinct (window, key, bucket, value) tuples; `cell_counts`
-   reduces the tuples of all blocks to exact counts per (window, key, bucket).
-2. `context_features`: each block's rows look up the counts of their (key, bucket).
+1. map (`write_block_ids`): each block's identifiers, as numbers, to one Arrow file per hour;
+2. reduce (`count_hour`): each hour's rows of every block at once, through `all_features`, to
+   one Arrow file per block and hour;
+3. lookup (`context_features`): a block's rows take their features from its files, checked to
+   be the same rows.
 
-`build_tables` runs pass 1 out-of-core on a Dask cluster: each block writes its tuples to one
-Parquet file per clock hour, then each hour is reduced on its own to one count file. Pass 2
-(`context_features` with `CountTables`) reads the count files of the hours a block touches. Memory follows
-a block and an hour of traffic, never the file. For one frame in memory (the pyfunc, tests,
-benchmarks), `frame_context` runs both passes without Dask or files. Both give the same values.
+`build_tables` runs 1 and 2, on a Dask cluster or in this process. Memory follows a block and
+an hour of traffic, never the file. For one frame in memory (the pyfunc, tests, benchmarks),
+`frame_context` calls `all_features` on it directly: the same values.
 """
 
-import functools
 import shutil
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from distributed import Client
+from pyarrow import feather
 
 from schemas.context import PARTITION_SECONDS, ContextSpec
 from tasks.ingest_lines import Block
 from tasks.ingest_parse import LINE_COLUMN, parse_block, split_set_aside
-
-TUPLE_COLUMNS = ("window", "key", "bucket", "value")
-TUPLES_DIR, COUNTS_DIR = "tuples", "counts"
-HOURS_CACHED = 4  # blocks of a time-ordered file touch one or two hours; keep a few
 
 
 @dataclass(frozen=True)
@@ -90,188 +86,104 @@ VALUE_OF: dict[str, Callable[[Identifiers], np.ndarray]] = {
 }
 
 
-def buckets_per_hour(seconds: int) -> int:
-    return PARTITION_SECONDS // seconds
-
-
 @dataclass(frozen=True)
-class Group:
-    """The windows that share a key and a width, and so their cells (key, bucket)."""
+class Cells:
+    """The (key, bucket) cells of some rows at one width, as dense codes."""
 
-    key: str
-    seconds: int
-    windows: tuple[int, ...]  # indices into the spec's windows
-
-
-def window_groups(spec: ContextSpec) -> list[Group]:
-    found: dict[tuple[str, int], list[int]] = {}
-    for index, window in enumerate(spec.windows):
-        found.setdefault((window.key, window.seconds), []).append(index)
-    return [Group(key, seconds, tuple(indices)) for (key, seconds), indices in found.items()]
+    width: int
+    of_row: np.ndarray  # each row's cell
+    keys: np.ndarray  # each cell's key code
+    buckets: np.ndarray  # each cell's bucket (windows since the epoch)
+    base: "Cells | None" = None  # the finer cells these were merged from
+    of_base: np.ndarray | None = None  # each base cell's cell here
 
 
-def packed_distinct(cells: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct (cell, value) pairs of non-negative integer cells and any values, as
-    (cells, value positions in `values`)."""
-    value_codes, distinct_values = pd.factorize(values)
-    width = max(len(distinct_values), 1)
-    if cells.max(initial=0) >= np.iinfo(np.int64).max // width:
-        raise OverflowError("too many cells and values to pack in 64 bits")
-    packed = pd.unique(cells * width + value_codes)
-    return packed // width, distinct_values[packed % width]
-
-
-# ---------------------------------------------------------------- pass 1: tuples and counts
-
-
-def window_tuples(rows: pd.DataFrame, spec: ContextSpec) -> pd.DataFrame:
-    """The distinct (window, key, bucket, value) tuples of some rows; `window` indexes
-    `spec.windows`, `bucket` counts windows since the epoch."""
-    ids = identifiers(rows, spec)
-    parts = [empty_tuples()]
-    for group in window_groups(spec):
-        key_codes, keys = pd.factorize(KEY_OF[group.key](ids))
-        buckets = ids.seconds // group.seconds
-        first = buckets.min(initial=0)
-        places = int(buckets.max(initial=0) - first) + 1
-        cells = key_codes.astype(np.int64) * places + (buckets - first)
-        for index in group.windows:
-            distinct, values = packed_distinct(cells, VALUE_OF[spec.windows[index].value](ids))
-            part = {
-                "window": np.full(len(distinct), index, dtype=np.int16),
-                "key": keys[distinct // places],
-                "bucket": first + distinct % places,
-                "value": values,
-            }
-            parts.append(pd.DataFrame(part))
-    return pd.concat(parts, ignore_index=True)
-
-
-def empty_tuples() -> pd.DataFrame:
-    types = {"window": np.int16, "key": np.uint64, "bucket": np.int64, "value": np.uint64}
-    return pd.DataFrame({name: np.zeros(0, dtype=kind) for name, kind in types.items()})
-
-
-def tuple_hours(tuples: pd.DataFrame, spec: ContextSpec) -> np.ndarray:
-    """The clock hour (since the epoch) of each tuple's bucket."""
-    per_hour = np.array([buckets_per_hour(w.seconds) for w in spec.windows], dtype=np.int64)
-    return tuples["bucket"].to_numpy() // per_hour[tuples["window"].to_numpy()]
-
-
-def cell_counts(tuples: pd.DataFrame, spec: ContextSpec) -> pd.DataFrame:
-    """Exact distinct values per cell, from the tuples of every block that has rows in the
-    cells: one row per (group, key, bucket), one count column per window (0 outside its group)."""
-    window_of = tuples["window"].to_numpy()
-    parts = [empty_counts(spec)]
-    for number, group in enumerate(window_groups(spec)):
-        mine = np.isin(window_of, group.windows)
-        key_codes, keys = pd.factorize(tuples["key"].to_numpy()[mine])
-        buckets = tuples["bucket"].to_numpy()[mine]
-        first = buckets.min(initial=0)
-        places = int(buckets.max(initial=0) - first) + 1
-        cells = key_codes.astype(np.int64) * places + (buckets - first)
-        cell_codes, present = pd.factorize(cells)
-        part = {"group": np.full(len(present), number, dtype=np.int16)}
-        part |= {"key": keys[present // places], "bucket": first + present % places}
-        counts = dict.fromkeys((w.name for w in spec.windows), np.zeros(len(present), dtype=np.int32))
-        for index in group.windows:
-            window = window_of[mine] == index
-            distinct, _ = packed_distinct(cell_codes[window], tuples["value"].to_numpy()[mine][window])
-            counts[spec.windows[index].name] = np.bincount(distinct, minlength=len(present)).astype(np.int32)
-        parts.append(pd.DataFrame(part | counts))
-    return pd.concat(parts, ignore_index=True)
-
-
-def empty_counts(spec: ContextSpec) -> pd.DataFrame:
-    types = {"group": np.int16, "key": np.uint64, "bucket": np.int64} | {
-        w.name: np.int32 for w in spec.windows
-    }
-    return pd.DataFrame({name: np.zeros(0, dtype=kind) for name, kind in types.items()})
-
-
-# ---------------------------------------------------------------- pass 2: lookups
-
-
-class CountTables:
-    """Pass 1's counts, read by clock hour: `load(hour)` gives that hour's `cell_counts`; the
-    last few hours read are kept."""
-
-    def __init__(self, load: Callable[[int], pd.DataFrame], spec: ContextSpec) -> None:
-        self.load, self.spec = load, spec
-        self._hours: OrderedDict[int, pd.DataFrame] = OrderedDict()
-
-    @classmethod
-    def in_memory(cls, tuples: pd.DataFrame, spec: ContextSpec) -> "CountTables":
-        counts = cell_counts(tuples, spec)
-        per_hour = np.array([buckets_per_hour(g.seconds) for g in window_groups(spec)], dtype=np.int64)
-        hours = counts["bucket"].to_numpy() // per_hour[counts["group"].to_numpy()]
-        by_hour = {int(hour): part for hour, part in counts.groupby(hours, sort=False)}
-        return cls(lambda hour: by_hour.get(hour, counts.iloc[:0]), spec)
-
-    def hours(self, hours: np.ndarray) -> pd.DataFrame:
-        """The counts of some hours."""
-        for hour in hours:
-            if hour not in self._hours:
-                self._hours[hour] = self.load(int(hour))
-            self._hours.move_to_end(hour)
-        tables = [self._hours[hour] for hour in hours]
-        while len(self._hours) > max(HOURS_CACHED, len(hours)):
-            self._hours.popitem(last=False)
-        return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
-
-    def window_values(self, ids: Identifiers) -> dict[str, np.ndarray]:
-        """Every window feature of some rows."""
-        table = self.hours(np.unique(ids.seconds // PARTITION_SECONDS))
-        group_of = table["group"].to_numpy()
-        values = {}
-        for number, group in enumerate(window_groups(self.spec)):
-            mine = table[group_of == number]
-            found = cell_positions(mine, KEY_OF[group.key](ids), ids.seconds // group.seconds)
-            for index in group.windows:
-                name = self.spec.windows[index].name
-                values[name] = np.where(found >= 0, mine[name].to_numpy()[found.clip(min=0)], -1)
-        missing = [name for name, counts in values.items() if (counts < 0).any()]
-        if missing:
-            raise ValueError(f"rows without counts for {missing}: the count tables come from other rows")
-        return values
-
-
-def cell_positions(table: pd.DataFrame, keys: np.ndarray, buckets: np.ndarray) -> np.ndarray:
-    """The position in `table` of each (key, bucket); -1 where it has none."""
-    key_codes, distinct = pd.factorize(keys)
+def dense_cells(keys: np.ndarray, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense codes of (key, bucket) pairs: (each pair's code, each code's key, its bucket)."""
     first = buckets.min(initial=0)
     places = int(buckets.max(initial=0) - first) + 1
-    table_codes = pd.Index(distinct).get_indexer(table["key"].to_numpy())
-    table_places = table["bucket"].to_numpy() - first
-    known = np.flatnonzero((table_codes >= 0) & (table_places >= 0) & (table_places < places))
-    if not len(known):
-        return np.full(len(keys), -1)
-    cells = pd.Index(table_codes[known].astype(np.int64) * places + table_places[known])
-    found = cells.get_indexer(key_codes.astype(np.int64) * places + (buckets - first))
-    return np.where(found >= 0, known[found.clip(min=0)], -1)
+    codes, distinct = pd.factorize(keys * places + (buckets - first))
+    return codes.astype(np.int64), distinct // places, first + distinct % places
 
 
-def context_features(rows: pd.DataFrame, tables: CountTables) -> pd.DataFrame:
-    """Pass 2: the context features of some rows (any block of the rows pass 1 counted), as int32
-    columns in `feature_names` order, on the rows' index."""
-    if rows.empty:
-        return pd.DataFrame(
-            {name: np.zeros(0, np.int32) for name in tables.spec.feature_names}, index=rows.index
-        )
-    ids = identifiers(rows, tables.spec)
-    values = {name: ROW_FEATURE_OF[name](ids) for name in tables.spec.rows}
-    values |= tables.window_values(ids)
-    return pd.DataFrame(
-        {name: values[name].astype(np.int32) for name in tables.spec.feature_names}, index=rows.index
-    )
+def key_cells(key_codes: np.ndarray, seconds: np.ndarray, widths: list[int]) -> dict[int, Cells]:
+    """The cells of one key at each width. A width that a finer one divides merges the finer
+    cells (a few per key) instead of hashing every row again."""
+    levels: dict[int, Cells] = {}
+    for width in sorted(widths):
+        base = next((c for w, c in reversed(levels.items()) if width % w == 0), None)
+        if base is None:
+            levels[width] = Cells(width, *dense_cells(key_codes, seconds // width))
+        else:
+            of_base, keys, buckets = dense_cells(base.keys, base.buckets // (width // base.width))
+            levels[width] = Cells(width, of_base[base.of_row], keys, buckets, base, of_base)
+    return levels
+
+
+VALUE_BITS = 32  # every value (an IPv4 address, a /24, a port) fits; a cell code takes the rest
+
+
+def distinct_pairs(cells: Cells, values: np.ndarray, cache: dict) -> np.ndarray:
+    """The distinct (cell, value) pairs of some rows, packed as `cell << 32 | value`; coarser
+    cells merge the pairs of their base cells."""
+    found = cache.get(id(cells))
+    if found is None:
+        if cells.base is None:
+            found = pd.unique((cells.of_row << VALUE_BITS) | values)
+        else:
+            below = distinct_pairs(cells.base, values, cache)
+            mask = (1 << VALUE_BITS) - 1
+            found = pd.unique((cells.of_base[below >> VALUE_BITS] << VALUE_BITS) | (below & mask))
+        cache[id(cells)] = found
+    return found
+
+
+def value_array(ids: Identifiers, name: str) -> np.ndarray:
+    values = VALUE_OF[name](ids).astype(np.int64)
+    if len(values) and values.max() >> VALUE_BITS:
+        raise OverflowError(f"context value {name} above {VALUE_BITS} bits")
+    return values
+
+
+def window_counts(ids: Identifiers, spec: ContextSpec) -> dict[str, np.ndarray]:
+    """Every window feature of rows that hold whole buckets: distinct values per (key, bucket)."""
+    counts = {}
+    for key in dict.fromkeys(w.key for w in spec.windows):
+        key_codes = pd.factorize(KEY_OF[key](ids))[0].astype(np.int64)
+        mine = [w for w in spec.windows if w.key == key]
+        levels = key_cells(key_codes, ids.seconds, list({w.seconds for w in mine}))
+        for value in dict.fromkeys(w.value for w in mine):
+            values, cache = value_array(ids, value), {}
+            for window in (w for w in mine if w.value == value):
+                cells = levels[window.seconds]
+                pairs = distinct_pairs(cells, values, cache)
+                per_cell = np.bincount(pairs >> VALUE_BITS, minlength=len(cells.keys))
+                counts[window.name] = per_cell[cells.of_row].astype(np.int32)
+    return counts
+
+
+def all_features(ids: Identifiers, spec: ContextSpec) -> dict[str, np.ndarray]:
+    """Every context feature of rows that hold whole buckets, as int32 arrays."""
+    values = {name: ROW_FEATURE_OF[name](ids).astype(np.int32) for name in spec.rows}
+    return values | window_counts(ids, spec)
+
+
+def features_frame(values: dict[str, np.ndarray], spec: ContextSpec, index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame({name: values[name] for name in spec.feature_names}, index=index)
 
 
 def frame_context(rows: pd.DataFrame, spec: ContextSpec) -> pd.DataFrame:
-    """Both passes over one frame in memory: the frame is the whole file."""
-    return context_features(rows, CountTables.in_memory(window_tuples(rows, spec), spec))
+    """The context features of one frame in memory: the frame is the whole file."""
+    if rows.empty:
+        return features_frame({n: np.zeros(0, np.int32) for n in spec.feature_names}, spec, rows.index)
+    return features_frame(all_features(identifiers(rows, spec), spec), spec, rows.index)
 
 
-# ---------------------------------------------------------------- pass 1 out-of-core
+# ---------------------------------------------------------------- out-of-core: map, reduce, lookup
+
+IDS_DIR, FEATURES_DIR = "ids", "features"
+BLOCK, ROW, SECONDS = "block", "row", "seconds"
+IPV4_TYPE = np.uint32  # an address fits in 32 bits; half the bytes of the shuffle
 
 
 def valid_block_rows(block: Block) -> pd.DataFrame:
@@ -286,92 +198,135 @@ def stored_rows(path: Path, spec: ContextSpec) -> pd.DataFrame:
     return pd.read_parquet(path, columns=[*spec.columns, LINE_COLUMN])
 
 
-def write_block_tuples(source, read: Callable, spec: ContextSpec, folder: Path, number: int) -> list[int]:
-    """Pass 1, map: one block's tuples, one Parquet file per clock hour; returns the hours."""
-    tuples = window_tuples(read(source), spec)
-    hours = tuple_hours(tuples, spec)
-    for hour in np.unique(hours):
-        target = folder / TUPLES_DIR / f"hour={hour}"
+def write_arrow(frame: pd.DataFrame, path: Path) -> None:
+    feather.write_feather(frame, path, compression="lz4")
+
+
+def id_frame(rows: pd.DataFrame, spec: ContextSpec, number: int) -> pd.DataFrame:
+    """A block's identifiers as numbers, with the block's number and each row's position (and
+    line, when the rows have one): what the hour's reduce needs, and what the lookup checks."""
+    ids = identifiers(rows, spec)
+    frame = pd.DataFrame(
+        {
+            BLOCK: np.full(len(rows), number, dtype=np.int32),
+            ROW: np.arange(len(rows), dtype=np.int32),
+            SECONDS: ids.seconds,
+            "src": ids.src.astype(IPV4_TYPE),
+            "dst": ids.dst.astype(IPV4_TYPE),
+            "spt": ids.spt.astype(np.int32),
+            "dpt": ids.dpt.astype(np.int32),
+        }
+    )
+    if LINE_COLUMN in rows:
+        frame[LINE_COLUMN] = rows[LINE_COLUMN].to_numpy(dtype=np.int64)
+    return frame
+
+
+def write_block_ids(source, read: Callable, spec: ContextSpec, folder: Path, number: int) -> list[int]:
+    """Map: one block's identifiers, one file per clock hour; returns the hours."""
+    frame = id_frame(read(source), spec, number)
+    hours = frame[SECONDS].to_numpy() // PARTITION_SECONDS
+    distinct = np.unique(hours)
+    for hour in distinct:
+        target = folder / IDS_DIR / f"hour={hour}"
         target.mkdir(parents=True, exist_ok=True)
-        tuples[hours == hour].to_parquet(target / f"block-{number:05d}.parquet", index=False)
-    return [int(hour) for hour in np.unique(hours)]
+        write_arrow(frame[hours == hour].reset_index(drop=True), target / f"block-{number:05d}.arrow")
+    return [int(hour) for hour in distinct]
+
+
+def frame_ids(frame: pd.DataFrame) -> Identifiers:
+    return Identifiers(
+        seconds=frame[SECONDS].to_numpy(),
+        src=frame["src"].to_numpy().astype(np.uint64),
+        dst=frame["dst"].to_numpy().astype(np.uint64),
+        spt=frame["spt"].to_numpy().astype(np.int64),
+        dpt=frame["dpt"].to_numpy().astype(np.int64),
+    )
 
 
 def count_hour(folder: Path, hour: int, spec: ContextSpec) -> int:
-    """Pass 1, reduce: one clock hour's tuples of every block to its count file; returns its rows."""
-    source = folder / TUPLES_DIR / f"hour={hour}"
-    tuples = pd.concat(
-        [pd.read_parquet(path) for path in sorted(source.glob("*.parquet"))], ignore_index=True
-    )
-    counts = cell_counts(tuples, spec)
-    counts.to_parquet(count_file(folder, hour), index=False)
+    """Reduce: one clock hour's rows of every block, through `all_features`, to one file per
+    block; returns the hour's rows."""
+    source = folder / IDS_DIR / f"hour={hour}"
+    frame = pd.concat([feather.read_feather(p) for p in sorted(source.glob("*.arrow"))], ignore_index=True)
+    kept = [BLOCK, ROW, SECONDS, *([LINE_COLUMN] if LINE_COLUMN in frame else [])]
+    result = pd.concat([frame[kept], pd.DataFrame(all_features(frame_ids(frame), spec))], axis=1)
+    for number, rows in result.groupby(BLOCK, sort=False):
+        target = block_dir(folder, number)
+        target.mkdir(parents=True, exist_ok=True)
+        write_arrow(rows.drop(columns=BLOCK).reset_index(drop=True), target / f"hour={hour}.arrow")
     shutil.rmtree(source)
-    return len(counts)
+    return len(frame)
 
 
-def count_file(folder: Path, hour: int) -> Path:
-    return folder / COUNTS_DIR / f"hour={hour}.parquet"
+def block_dir(folder: Path, number: int) -> Path:
+    return folder / FEATURES_DIR / f"block={number}"
 
 
-def read_hour(folder: Path, hour: int) -> pd.DataFrame:
-    path = count_file(folder, hour)
-    if not path.exists():
-        raise ValueError(f"{folder}: no counts of hour {hour}: the count tables come from other rows")
-    return pd.read_parquet(path)
+def block_features(directory: Path) -> pd.DataFrame:
+    """A block's rows' features (from its `block_dir`), in row order, with their seconds (and
+    lines)."""
+    files = sorted(directory.glob("*.arrow"))
+    if not files:
+        raise ValueError(f"{directory}: no features; the count tables come from other rows")
+    frame = pd.concat([feather.read_feather(p) for p in files], ignore_index=True)
+    return frame.sort_values(ROW, kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ContextTables:
+    """The features that `build_tables` wrote, block by block."""
+
+    folder: Path
+    spec: ContextSpec
 
 
 def build_tables(
     sources: Iterable, read: Callable, spec: ContextSpec, folder: Path, client: Client | None = None
-) -> CountTables:
-    """Pass 1 over every block of one file or partition (`read(source)` gives a block's rows):
-    exact count tables in `folder`, which must be empty or new and seen by every worker.
-    Without a client, the blocks are read one after another in this process."""
+) -> ContextTables:
+    """Map and reduce over every block of one file or partition (`read(source)` gives block
+    number i's rows): each block's features in `folder`, which must be empty or new and seen by
+    every worker. Without a client, the blocks are read one after another in this process."""
     sources = list(sources)
     if folder.exists() and any(folder.iterdir()):
         raise ValueError(f"{folder}: not empty; count tables need a folder of their own")
-    (folder / COUNTS_DIR).mkdir(parents=True)
-    numbers = range(len(sources))
+    folder.mkdir(parents=True, exist_ok=True)
+    numbers = list(range(len(sources)))
+    n = len(sources)
     if client is None:
-        hours = [write_block_tuples(s, read, spec, folder, n) for s, n in zip(sources, numbers, strict=True)]
-        distinct = sorted({hour for block in hours for hour in block})
-        for hour in distinct:
+        hours = [write_block_ids(s, read, spec, folder, i) for s, i in zip(sources, numbers, strict=True)]
+        for hour in sorted({hour for block in hours for hour in block}):
             count_hour(folder, hour, spec)
     else:
-        n = len(sources)
         written = client.map(
-            write_block_tuples, sources, [read] * n, [spec] * n, [folder] * n, numbers, pure=False
+            write_block_ids, sources, [read] * n, [spec] * n, [folder] * n, numbers, pure=False
         )
         distinct = sorted({hour for block in client.gather(written) for hour in block})
-        client.gather(
-            client.map(count_hour, [folder] * len(distinct), distinct, [spec] * len(distinct), pure=False)
+        m = len(distinct)
+        client.gather(client.map(count_hour, [folder] * m, distinct, [spec] * m, pure=False))
+    return ContextTables(folder, spec)
+
+
+def context_features(rows: pd.DataFrame, tables: ContextTables, number: int) -> pd.DataFrame:
+    """Block `number`'s features, as int32 columns in `feature_names` order on the rows' index;
+    `rows` must be the rows that `build_tables` read for that block."""
+    spec = tables.spec
+    if rows.empty:
+        return frame_context(rows, spec)
+    found = block_features(block_dir(tables.folder, number))
+    if len(found) != len(rows) or not np.array_equal(
+        found[SECONDS].to_numpy(), epoch_seconds(rows[spec.time])
+    ):
+        raise ValueError(
+            f"block {number}: not the rows that pass 1 read; the count tables come from other rows"
         )
-    return tables_in(folder, spec)
-
-
-def tables_in(folder: Path, spec: ContextSpec) -> CountTables:
-    """The count tables that `build_tables` wrote to `folder`."""
-    return CountTables(functools.partial(read_hour, folder), spec)
-
-
-def write_block_features(source, read: Callable, spec: ContextSpec, folder: Path, target: Path) -> int:
-    """Pass 2 of one block, on a worker: its rows' `line` and features, written to `target`."""
-    rows = read(source)
-    features = context_features(rows, tables_in(folder, spec))
-    features.insert(0, LINE_COLUMN, rows[LINE_COLUMN].to_numpy())
-    features.to_parquet(target, index=False)
-    return len(features)
+    return features_frame({name: found[name].to_numpy() for name in spec.feature_names}, spec, rows.index)
 
 
 def write_context(
-    sources: list, read: Callable, spec: ContextSpec, folder: Path, out_dir: Path, client: Client
+    sources: list, read: Callable, spec: ContextSpec, folder: Path, client: Client
 ) -> list[Path]:
-    """Both passes on the cluster, for a store partition's parts (or a file's blocks): each
-    block's features as `out_dir/part-NNNNN.parquet`, keyed by `line`; count tables in `folder`."""
+    """Map and reduce on the cluster for a store partition's parts (or a file's blocks): the
+    folder of each block's features (see `block_features`)."""
     build_tables(sources, read, spec, folder, client)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    targets = [out_dir / f"part-{number:05d}.parquet" for number in range(len(sources))]
-    n = len(sources)
-    client.gather(
-        client.map(write_block_features, sources, [read] * n, [spec] * n, [folder] * n, targets, pure=False)
-    )
-    return targets
+    return [block_dir(folder, number) for number in range(len(sources))]

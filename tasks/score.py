@@ -34,7 +34,7 @@ from prefect.artifacts import create_table_artifact
 from schemas.context import ContextSpec
 from schemas.datasets import DatasetSpec, get_dataset, plain_name
 from schemas.firewall import CLASS_NAMES
-from tasks.context import CountTables, build_tables, context_features, valid_block_rows
+from tasks.context import ContextTables, build_tables, context_features, valid_block_rows
 from tasks.errors import InputError, ModelError, message_about, retry_if_transient
 from tasks.fusion import PREDICTOR_FILE, load_predictor
 from tasks.incidents import PREDICTIONS_SUFFIX, incidents_path, read_incidents, write_incidents
@@ -234,7 +234,7 @@ def score_file(
                 rejected_parts.append(quarantine_frame(rows.loc[rejected], str(path)))
                 outside_parts.append(rows.loc[outside, list(store_columns(spec))])
                 valid = rows.loc[~rejected & ~outside].reset_index(drop=True)
-                features = context_features(valid, tables) if tables else None
+                features = context_features(valid, tables, index) if tables else None
                 codes, probability = predictor.predict_codes(
                     predictor.preprocessing.transform_raw(valid, features)
                 )
@@ -293,7 +293,7 @@ def score_file(
     return report
 
 
-def context_tables(blocks: list, context: ContextSpec, folder: Path) -> CountTables:
+def context_tables(blocks: list, context: ContextSpec, folder: Path) -> ContextTables:
     """Pass 1 of the context features over every block of a file, in this process, before any
     block is scored: a window feature counts the rows of its bucket in the whole file."""
     shutil.rmtree(folder, ignore_errors=True)

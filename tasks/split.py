@@ -26,7 +26,7 @@ from schemas.context import ContextSpec
 from schemas.datasets import ZYELL, DatasetSpec, get_dataset
 from schemas.firewall import CLASS_NAMES, NORMAL
 from schemas.training import SplitConfig
-from tasks.context import stored_rows, write_context
+from tasks.context import block_features, stored_rows, write_context
 from tasks.errors import retry_if_transient
 from tasks.ingest_parse import LINE_COLUMN
 from tasks.preprocess import encode_spec_features
@@ -155,7 +155,8 @@ def write_split_part(
     splits = assign_splits(labels, row_keys(seed, part.number, frame[LINE_COLUMN].to_numpy()), thresholds)
     rows = encode_spec_features(frame, spec)
     if context is not None:
-        rows = pd.concat([rows, context_columns(Path(context), frame[LINE_COLUMN].to_numpy())], axis=1)
+        found = context_columns(Path(context), spec.context.feature_names, frame[LINE_COLUMN].to_numpy())
+        rows = pd.concat([rows, found], axis=1)
     rows["label"] = labels
     rows["partition"] = np.uint32(part.number)
     rows[LINE_COLUMN] = frame[LINE_COLUMN].to_numpy(dtype=np.int64)
@@ -174,13 +175,13 @@ def write_split_part(
     return pd.DataFrame(counts.to_numpy(), columns=list(CLASS_NAMES)).assign(split=list(SPLITS))
 
 
-def context_columns(path: Path, lines: np.ndarray) -> pd.DataFrame:
-    """A part's context features (written by `tasks.context.write_context`) as float32 columns,
-    checked to be of the same rows in the same order."""
-    features = pd.read_parquet(path)
-    if not np.array_equal(features.pop(LINE_COLUMN).to_numpy(), lines):
+def context_columns(path: Path, names: tuple[str, ...], lines: np.ndarray) -> pd.DataFrame:
+    """A part's context features (in the folder `tasks.context.write_context` gave) as float32
+    columns, checked to be of the same rows in the same order."""
+    features = block_features(path)
+    if not np.array_equal(features[LINE_COLUMN].to_numpy(), lines):
         raise ValueError(f"{path}: the context features are not of the rows of their store part")
-    return features.astype(np.float32)
+    return features[list(names)].astype(np.float32)
 
 
 def partition_context(
@@ -197,9 +198,7 @@ def partition_context(
     read = functools.partial(stored_rows, spec=context)
     for number, indices in enumerate(by_partition.values()):
         sources = [parts[index].path for index in indices]
-        written = write_context(
-            sources, read, context, root / f"tables-{number}", root / f"rows-{number}", client
-        )
+        written = write_context(sources, read, context, root / f"tables-{number}", client)
         for index, path in zip(indices, written, strict=True):
             files[index] = str(path)
     return files

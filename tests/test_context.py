@@ -12,13 +12,11 @@ from schemas.context import KEYS, ROW_FEATURES, VALUES, ZYELL_CONTEXT, ContextSp
 from schemas.datasets import ZYELL
 from simulator.generate import DaySummary
 from tasks.context import (
-    CountTables,
     build_tables,
     context_features,
     frame_context,
     stored_rows,
     valid_block_rows,
-    window_tuples,
 )
 from tasks.ingest import ingest_file
 from tasks.ingest_lines import plan_blocks
@@ -111,9 +109,9 @@ def file_features(path: Path, folder: Path, blocksize: int, client: Client | Non
     blocks = plan_blocks(scan, resolve_partition(path, scan, ZYELL, None), ZYELL)
     tables = build_tables(blocks, valid_block_rows, ZYELL_CONTEXT, folder, client)
     parts = []
-    for block in blocks:
+    for number, block in enumerate(blocks):
         rows = valid_block_rows(block)
-        parts.append(context_features(rows, tables).set_index(rows[LINE_COLUMN]))
+        parts.append(context_features(rows, tables, number).set_index(rows[LINE_COLUMN]))
     return pd.concat(parts).sort_index()
 
 
@@ -163,19 +161,25 @@ def test_store_parts_and_file_blocks_give_the_same_features(
     read = functools.partial(stored_rows, spec=ZYELL_CONTEXT)
     tables = build_tables(parts, read, ZYELL_CONTEXT, tmp_path / "tables", dask_cluster_client)
     stored = pd.concat(
-        [context_features(rows, tables).set_index(rows[LINE_COLUMN]) for rows in map(read, parts)]
+        [
+            context_features(read(part), tables, number).set_index(read(part)[LINE_COLUMN])
+            for number, part in enumerate(parts)
+        ]
     ).sort_index()
     pd.testing.assert_frame_equal(stored, file_features(path, tmp_path / "file-tables", 50_000, None))
 
 
 def test_rows_that_pass_1_did_not_count_are_refused(tmp_path: Path) -> None:
-    counted, other = random_rows(0), random_rows(1).assign(src="192.0.2.1")
-    tables = CountTables.in_memory(window_tuples(counted, ZYELL_CONTEXT), ZYELL_CONTEXT)
-    with pytest.raises(ValueError, match="count tables come from other rows"):
-        context_features(other, tables)
+    counted = random_rows(0)
     built = build_tables([counted], lambda rows: rows, ZYELL_CONTEXT, tmp_path / "tables")
-    with pytest.raises(ValueError, match="count tables come from other rows"):
-        context_features(other.assign(time=other.time + pd.Timedelta(days=1)), built)
+    assert len(context_features(counted, built, 0)) == len(counted)
+    for other, number in (
+        (counted.assign(time=counted.time + pd.Timedelta(days=1)), 0),
+        (counted.iloc[1:], 0),
+        (counted, 1),
+    ):
+        with pytest.raises(ValueError, match="count tables come from other rows"):
+            context_features(other, built, number)
     with pytest.raises(ValueError, match="not empty"):
         build_tables([counted], lambda rows: rows, ZYELL_CONTEXT, tmp_path / "tables")
 
