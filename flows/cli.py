@@ -106,14 +106,20 @@ def run_flow(flow, *args, **kwargs):
     return flow(*args, **kwargs)
 
 
-def read_config(path: Path | None, preset: str | None, feature_set: FeatureSet | None = None):
-    """The training config, or an error naming the config file."""
+def read_config(path: Path | None, preset: str | None, feature_set: FeatureSet | None, spec: DatasetSpec):
+    """The training config, or an error naming the config file; its feature set must be one
+    that `spec` declares, so that a wrong one fails before any work."""
     from schemas.training import TrainConfig
 
     try:
-        return TrainConfig.from_file(path, preset, feature_set.value if feature_set else None)
+        config = TrainConfig.from_file(path, preset, feature_set.value if feature_set else None)
     except (OSError, ValueError) as error:
         raise InputError(message_about(path or "the training config", error)) from error
+    try:
+        spec.context_of(config.feature_set)
+    except ValueError as error:
+        raise InputError(f"feature set {config.feature_set!r}: {error}") from error
+    return config
 
 
 def format_counts_table(rows: list[tuple[str, str, int, dict[str, int]]]) -> str:
@@ -320,7 +326,7 @@ def train(
     except StoreError as error:
         raise typer.BadParameter(str(error), param_hint="--dataset") from error
     parts = parse_partitions(partitions, spec)
-    settings = read_config(config, preset, feature_set)
+    settings = read_config(config, preset, feature_set, spec)
     summary = run_flow(train_flow, store, parts, settings, out, dask_address, spec.name)
     typer.echo(training_report(summary))
 
@@ -432,7 +438,8 @@ def pipeline(
     from flows.pipeline import pipeline as pipeline_flow
     from tasks.tracking import comparison_table
 
-    read_config(config, preset, feature_set)  # a bad config is refused before the backfill starts
+    # a bad config is refused before the backfill starts
+    read_config(config, preset, feature_set, get_dataset(dataset))
     result = run_flow(
         pipeline_flow,
         source, store, last_days, out, config, score, truth, dask_address, dataset.value, preset,

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as arrow
 from distributed import Client
-from pyarrow import feather
+from pyarrow import compute, feather
 
 from schemas.context import PARTITION_SECONDS, ContextSpec
 from tasks.ingest_lines import Block
@@ -43,11 +44,18 @@ class Identifiers:
 
 
 def ipv4_numbers(addresses: pd.Series) -> np.ndarray:
-    """Dotted IPv4 addresses as integers; each distinct address is parsed once."""
-    codes, distinct = pd.factorize(addresses)
-    octets = np.array([address.split(".") for address in distinct], dtype=np.uint64).reshape(-1, 4)
+    """Dotted IPv4 addresses (validated by ingest) as integers; each distinct address is parsed
+    once, in Arrow."""
+    array = arrow.array(addresses, type=arrow.string())
+    if isinstance(array, arrow.ChunkedArray):  # a pandas column backed by Arrow
+        array = array.combine_chunks()
+    encoded = compute.dictionary_encode(array)
+    octets = compute.cast(
+        compute.list_flatten(compute.split_pattern(encoded.dictionary, ".")), arrow.uint64()
+    )
     shifts = np.array([24, 16, 8, 0], dtype=np.uint64)
-    return np.bitwise_or.reduce(octets << shifts, axis=1)[codes]
+    numbers = np.bitwise_or.reduce(octets.to_numpy().reshape(-1, 4) << shifts, axis=1)
+    return numbers[encoded.indices.to_numpy()]
 
 
 def epoch_seconds(times: pd.Series) -> np.ndarray:
@@ -79,11 +87,11 @@ KEY_OF: dict[str, Callable[[Identifiers], np.ndarray]] = {
 }
 VALUE_OF: dict[str, Callable[[Identifiers], np.ndarray]] = {
     "src": lambda ids: ids.src,
-    "src24": lambda ids: ids.src >> _8,
     "dst": lambda ids: ids.dst,
-    "dst24": lambda ids: ids.dst >> _8,
     "dpt": lambda ids: ids.dpt.astype(np.uint64),
 }
+# A /24 is its address shifted: its distinct pairs come from the address's, not from every row.
+COARSER_VALUE: dict[str, tuple[str, int]] = {"src24": ("src", 8), "dst24": ("dst", 8)}
 
 
 @dataclass(frozen=True)
@@ -99,66 +107,77 @@ class Cells:
 
 
 def dense_cells(keys: np.ndarray, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Dense codes of (key, bucket) pairs: (each pair's code, each code's key, its bucket)."""
+    """Dense codes of (key, bucket) pairs: (each pair's code, each code's key, its bucket). A
+    key that packs with the bucket in 63 bits is hashed once, with it; a wider one is coded first."""
     first = buckets.min(initial=0)
     places = int(buckets.max(initial=0) - first) + 1
-    codes, distinct = pd.factorize(keys * places + (buckets - first))
+    if len(keys) and int(keys.max()) >= np.iinfo(np.int64).max // places:
+        keys = pd.factorize(keys)[0]
+    codes, distinct = pd.factorize(keys.astype(np.int64) * places + (buckets - first))
     return codes.astype(np.int64), distinct // places, first + distinct % places
 
 
-def key_cells(key_codes: np.ndarray, seconds: np.ndarray, widths: list[int]) -> dict[int, Cells]:
+def key_cells(keys: np.ndarray, seconds: np.ndarray, widths: list[int]) -> dict[int, Cells]:
     """The cells of one key at each width. A width that a finer one divides merges the finer
     cells (a few per key) instead of hashing every row again."""
     levels: dict[int, Cells] = {}
     for width in sorted(widths):
         base = next((c for w, c in reversed(levels.items()) if width % w == 0), None)
         if base is None:
-            levels[width] = Cells(width, *dense_cells(key_codes, seconds // width))
+            levels[width] = Cells(width, *dense_cells(keys, seconds // width))
         else:
-            of_base, keys, buckets = dense_cells(base.keys, base.buckets // (width // base.width))
-            levels[width] = Cells(width, of_base[base.of_row], keys, buckets, base, of_base)
+            of_base, cell_keys, buckets = dense_cells(base.keys, base.buckets // (width // base.width))
+            levels[width] = Cells(width, of_base[base.of_row], cell_keys, buckets, base, of_base)
     return levels
 
 
 VALUE_BITS = 32  # every value (an IPv4 address, a /24, a port) fits; a cell code takes the rest
+VALUE_MASK = (1 << VALUE_BITS) - 1
 
 
-def distinct_pairs(cells: Cells, values: np.ndarray, cache: dict) -> np.ndarray:
-    """The distinct (cell, value) pairs of some rows, packed as `cell << 32 | value`; coarser
-    cells merge the pairs of their base cells."""
-    found = cache.get(id(cells))
-    if found is None:
-        if cells.base is None:
-            found = pd.unique((cells.of_row << VALUE_BITS) | values)
-        else:
-            below = distinct_pairs(cells.base, values, cache)
-            mask = (1 << VALUE_BITS) - 1
-            found = pd.unique((cells.of_base[below >> VALUE_BITS] << VALUE_BITS) | (below & mask))
-        cache[id(cells)] = found
-    return found
+class DistinctPairs:
+    """The distinct (cell, value) pairs of some rows, packed as `cell << 32 | value`, for every
+    cells and value asked; each is derived from the cheapest pairs known (a coarser value from
+    its address's pairs, coarser cells from their base cells' pairs), every row hashed only for
+    the finest."""
 
+    def __init__(self, ids: Identifiers) -> None:
+        self.ids, self.found = ids, {}
 
-def value_array(ids: Identifiers, name: str) -> np.ndarray:
-    values = VALUE_OF[name](ids).astype(np.int64)
-    if len(values) and values.max() >> VALUE_BITS:
-        raise OverflowError(f"context value {name} above {VALUE_BITS} bits")
-    return values
+    def __call__(self, cells: Cells, value: str) -> np.ndarray:
+        key = (id(cells), value)
+        if key not in self.found:
+            self.found[key] = self.derive(cells, value)
+        return self.found[key]
+
+    def derive(self, cells: Cells, value: str) -> np.ndarray:
+        if value in COARSER_VALUE:
+            name, shift = COARSER_VALUE[value]
+            below = self(cells, name)
+            return pd.unique((below & ~VALUE_MASK) | ((below & VALUE_MASK) >> shift))
+        if cells.base is not None:
+            below = self(cells.base, value)
+            return pd.unique((cells.of_base[below >> VALUE_BITS] << VALUE_BITS) | (below & VALUE_MASK))
+        return pd.unique((cells.of_row << VALUE_BITS) | self.row_values(value))
+
+    def row_values(self, name: str) -> np.ndarray:
+        values = VALUE_OF[name](self.ids).astype(np.int64)
+        if len(values) and values.max() >> VALUE_BITS:
+            raise OverflowError(f"context value {name} above {VALUE_BITS} bits")
+        return values
 
 
 def window_counts(ids: Identifiers, spec: ContextSpec) -> dict[str, np.ndarray]:
     """Every window feature of rows that hold whole buckets: distinct values per (key, bucket)."""
     counts = {}
     for key in dict.fromkeys(w.key for w in spec.windows):
-        key_codes = pd.factorize(KEY_OF[key](ids))[0].astype(np.int64)
         mine = [w for w in spec.windows if w.key == key]
-        levels = key_cells(key_codes, ids.seconds, list({w.seconds for w in mine}))
-        for value in dict.fromkeys(w.value for w in mine):
-            values, cache = value_array(ids, value), {}
-            for window in (w for w in mine if w.value == value):
-                cells = levels[window.seconds]
-                pairs = distinct_pairs(cells, values, cache)
-                per_cell = np.bincount(pairs >> VALUE_BITS, minlength=len(cells.keys))
-                counts[window.name] = per_cell[cells.of_row].astype(np.int32)
+        levels = key_cells(KEY_OF[key](ids), ids.seconds, list({w.seconds for w in mine}))
+        pairs = DistinctPairs(ids)
+        for window in mine:
+            cells = levels[window.seconds]
+            per_cell = np.bincount(pairs(cells, window.value) >> VALUE_BITS, minlength=len(cells.keys))
+            counts[window.name] = per_cell[cells.of_row].astype(np.int32)
     return counts
 
 

@@ -68,8 +68,10 @@ def claim_store(store: Path, dataset: str) -> None:
 
 
 def check_store(store: Path, dataset: str) -> None:
-    """Raise unless `store` holds `dataset` (a store from before datasets holds ZYELL)."""
+    """Raise unless `store` holds `dataset` or nothing (a store from before datasets holds ZYELL)."""
     marker = store / DATASET_FILE
+    if not marker.exists() and not stored_parts(store):
+        return
     held = json.loads(marker.read_text())["dataset"] if marker.exists() else "zyell"
     if held != dataset:
         raise StoreError(f"{store} holds dataset {held!r}, not {dataset!r}; use another store")

@@ -190,6 +190,20 @@ def test_a_bad_training_config_is_one_line_naming_the_file(
     assert line.startswith(f"error: {config}: ") and words in line
 
 
+@pytest.mark.parametrize("command", ["train", "pipeline"])
+def test_a_feature_set_the_dataset_lacks_is_refused_before_any_work(
+    nad_env: dict, tmp_path: Path, command: str
+) -> None:
+    args = ["--store", tmp_path / "store", "--out", tmp_path / "out", "--dataset", "nsl-kdd"]
+    if command == "pipeline":
+        args += ["--source", tmp_path / "nosuch"]  # refused before the backfill would find no source
+    result = nad(nad_env, command, *args, "--feature-set", "context")
+    assert error_line(result) == (
+        "error: feature set 'context': nsl-kdd declares no context features; its feature set is 'paper'"
+    )
+    assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
+
+
 @pytest.mark.parametrize(
     ("model", "words"),
     [
