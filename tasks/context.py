@@ -205,11 +205,14 @@ BLOCK, ROW, SECONDS = "block", "row", "seconds"
 IPV4_TYPE = np.uint32  # an address fits in 32 bits; half the bytes of the shuffle
 
 
-def valid_block_rows(block: Block) -> pd.DataFrame:
-    """A file block's rows that ingest keeps (and scoring scores): neither quarantined nor out of scope."""
-    rows = parse_block(block)
+def valid_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The parsed rows that ingest keeps (and scoring scores): neither quarantined nor out of scope."""
     rejected, outside = split_set_aside(rows)
     return rows.loc[~rejected & ~outside].reset_index(drop=True)
+
+
+def valid_block_rows(block: Block) -> pd.DataFrame:
+    return valid_rows(parse_block(block))
 
 
 def stored_rows(path: Path, spec: ContextSpec) -> pd.DataFrame:

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,11 +31,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.artifacts import create_table_artifact
+from pyarrow import feather
 
 from schemas.context import ContextSpec
 from schemas.datasets import DatasetSpec, get_dataset, plain_name
 from schemas.firewall import CLASS_NAMES
-from tasks.context import ContextTables, build_tables, context_features, valid_block_rows
+from tasks.context import ContextTables, build_tables, context_features, valid_rows
 from tasks.errors import InputError, ModelError, message_about, retry_if_transient
 from tasks.fusion import PREDICTOR_FILE, load_predictor
 from tasks.incidents import PREDICTIONS_SUFFIX, incidents_path, read_incidents, write_incidents
@@ -223,13 +225,14 @@ def score_file(
     tables_dir = out_dir / f".{stem}.context"
 
     def predictions():
-        tables = context_tables(blocks, context, tables_dir) if context else None
+        tables, load = context_pass(blocks, context, tables_dir) if context else (None, None)
+        load = load or (lambda number: parse_block(blocks[number]))
         with ThreadPoolExecutor(1) as prefetch:
-            pending = prefetch.submit(parse_block, blocks[0])
+            pending = prefetch.submit(load, 0)
             for index in range(len(blocks)):
                 rows = pending.result()
                 if index + 1 < len(blocks):
-                    pending = prefetch.submit(parse_block, blocks[index + 1])
+                    pending = prefetch.submit(load, index + 1)
                 rejected, outside = split_set_aside(rows)
                 rejected_parts.append(quarantine_frame(rows.loc[rejected], str(path)))
                 outside_parts.append(rows.loc[outside, list(store_columns(spec))])
@@ -293,11 +296,24 @@ def score_file(
     return report
 
 
-def context_tables(blocks: list, context: ContextSpec, folder: Path) -> ContextTables:
+def context_pass(
+    blocks: list, context: ContextSpec, folder: Path
+) -> tuple[ContextTables, Callable[[int], pd.DataFrame]]:
     """Pass 1 of the context features over every block of a file, in this process, before any
-    block is scored: a window feature counts the rows of its bucket in the whole file."""
+    block is scored: a window feature counts the rows of its bucket in the whole file. Each
+    block is parsed once; its rows wait in `folder` for pass 2, which reads them with the
+    returned function (by block number)."""
     shutil.rmtree(folder, ignore_errors=True)
-    return build_tables(blocks, valid_block_rows, context, folder)
+    parsed = folder / "parsed"
+    parsed.mkdir(parents=True)
+
+    def parse_and_keep(number: int) -> pd.DataFrame:
+        rows = parse_block(blocks[number])
+        feather.write_feather(rows, parsed / f"block-{number:05d}.arrow", compression="lz4")
+        return valid_rows(rows)
+
+    tables = build_tables(range(len(blocks)), parse_and_keep, context, folder / "tables")
+    return tables, lambda number: feather.read_feather(parsed / f"block-{number:05d}.arrow")
 
 
 def prediction_schema(spec: DatasetSpec) -> arrow.Schema:
