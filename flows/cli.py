@@ -50,6 +50,11 @@ class FeatureSet(StrEnum):
     context = "context"
 
 
+class VoteRule(StrEnum):  # tasks.voting.VOTE_RULES, without importing pandas at start
+    majority = "majority"
+    probability = "probability"
+
+
 class DatasetChoice(StrEnum):
     zyell = "zyell"
     nsl_kdd = "nsl-kdd"
@@ -348,13 +353,26 @@ def score(
         Path | None, typer.Option(help="Folder of truth files with the same names (else: a label column).")
     ] = None,
     dataset: DatasetOption = DatasetChoice.zyell,
+    vote_window: Annotated[
+        int,
+        typer.Option(
+            help="Voting by source: a source's flagged rows in each clock window of this many "
+            "seconds take one class (0: no vote).",
+            min=0,
+        ),
+    ] = 0,
+    vote_rule: Annotated[
+        VoteRule, typer.Option(help="majority: most rows; probability: largest summed attack probability.")
+    ] = VoteRule.majority,
 ) -> None:
     """Prefect flow (as the score-day deployment): validate and score each file block by block;
     with labels, also the metrics, logged to MLflow. A file that fails gets an error line."""
     from flows.score import ScoreFailed, score_days
 
+    if vote_window and get_dataset(dataset).context is None:
+        raise InputError(f"{dataset.value} rows name no source and time: voting by source needs them")
     try:
-        outcomes = run_flow(score_days, files, model, out, truth, dataset.value)
+        outcomes = run_flow(score_days, files, model, out, truth, dataset.value, vote_window, vote_rule.value)
     except ScoreFailed as failed:
         outcomes = failed.outcomes
     for outcome in outcomes:

@@ -35,11 +35,18 @@ from pyarrow import feather
 
 from schemas.context import ContextSpec
 from schemas.datasets import DatasetSpec, get_dataset, plain_name
-from schemas.firewall import CLASS_NAMES
+from schemas.firewall import CLASS_NAMES, NORMAL
 from tasks.context import ContextTables, build_tables, context_features, valid_rows
 from tasks.errors import InputError, ModelError, message_about, retry_if_transient
 from tasks.fusion import PREDICTOR_FILE, load_predictor
-from tasks.incidents import PREDICTIONS_SUFFIX, incidents_path, read_incidents, write_incidents
+from tasks.incidents import (
+    PREDICTED,
+    PREDICTIONS_SUFFIX,
+    PROBABILITY,
+    incidents_path,
+    read_incidents,
+    write_incidents,
+)
 from tasks.ingest_lines import plan_blocks
 from tasks.ingest_parse import (
     ARROW_KINDS,
@@ -55,6 +62,7 @@ from tasks.metrics import confusion_matrix, evaluate_confusion
 from tasks.preprocess import Preprocessing
 from tasks.progress import Progress
 from tasks.tracking import CHAMPION, HEADLINE, configure_mlflow, log_evaluation_run
+from tasks.voting import Vote, vote_by_source
 
 MLMODEL_FILE = "MLmodel"
 MODEL_FORMS = (
@@ -174,6 +182,8 @@ class ScoreReport:
     seconds: float
     incidents: int | None = None  # None: the dataset has no source and time to group rows by
     incident_detection: dict | None = None  # with labels: episodes detected, incidents false
+    vote: dict | None = None  # voting by source: its window and rule; None: no vote
+    rows_revoted: int | None = None  # flagged rows whose class the vote changed
 
     @property
     def rows_per_second(self) -> float:
@@ -201,14 +211,23 @@ def _atomic_frame(frames: list[pd.DataFrame], path: Path) -> None:
 
 
 def score_file(
-    path: Path, predictor, out_dir: Path, truth: Path | None = None, model: str = ""
+    path: Path,
+    predictor,
+    out_dir: Path,
+    truth: Path | None = None,
+    model: str = "",
+    vote: Vote | None = None,
 ) -> ScoreReport:
-    """Validate and score one file, one block at a time; the next block parses meanwhile.
+    """Validate and score one file, one block at a time; the next block parses meanwhile. With
+    `vote`, the flagged rows then vote by source (tasks/voting.py), and the file, the counts
+    and the metrics hold the voted classes.
 
     Rows whose truth label is outside the five classes are predicted but left out of the metrics.
     """
     started = time.perf_counter()
     spec = predictor.preprocessing.spec
+    if vote is not None and spec.context is None:
+        raise InputError(f"{spec.name} rows name no source and time: voting by source needs them")
     scan = scan_file(path, spec)
     progress = Progress(f"score {path.name}", scan.data_lines)
     blocks = plan_blocks(scan, resolve_partition(path, scan, spec, None), spec)
@@ -270,6 +289,16 @@ def score_file(
     finally:
         shutil.rmtree(tables_dir, ignore_errors=True)
     progress.finish()
+    revoted = None
+    if vote is not None:
+        changes = vote_in_place(target, vote, spec)
+        revoted = len(changes)
+        old, new, actual = (changes[name].to_numpy() for name in ("old", "new", "truth"))
+        np.subtract.at(predicted, old, 1)
+        np.add.at(predicted, new, 1)
+        known = actual >= 0
+        np.subtract.at(confusion, (actual[known], old[known]), 1)
+        np.add.at(confusion, (actual[known], new[known]), 1)
     _atomic_frame(rejected_parts, out_dir / f"{stem}.quarantine.parquet")
     _atomic_frame(outside_parts, out_dir / f"{stem}.out_of_scope.parquet")
     # incidents group rows by source and time: the identifier columns a context spec declares
@@ -287,6 +316,8 @@ def score_file(
         seconds=round(time.perf_counter() - started, 3),
         incidents=None if found is None else len(found.incidents),
         incident_detection=found.detection.to_dict() if found and found.detection else None,
+        vote=asdict(vote) if vote else None,
+        rows_revoted=revoted,
     )
     if report.rows_read != report.rows_kept + report.rows_quarantined + report.rows_out_of_scope:
         raise RuntimeError(
@@ -294,6 +325,43 @@ def score_file(
         )
     (out_dir / f"{stem}.summary.json").write_text(json.dumps(asdict(report), indent=2))
     return report
+
+
+def vote_in_place(predictions: Path, vote: Vote, spec: DatasetSpec) -> pd.DataFrame:
+    """Voting by source over a predictions file of `score_file`, rewritten atomically: the rows
+    whose class changed, as class codes `old`, `new` and `truth` (-1: not known)."""
+    columns = ["time", "src", LINE_COLUMN, PREDICTED, PROBABILITY]
+    flagged = pq.read_table(predictions, columns=columns, filters=[(PREDICTED, "!=", NORMAL)]).to_pandas()
+    voted = vote_by_source(flagged["time"], flagged["src"], flagged[PREDICTED], flagged[PROBABILITY], vote)
+    moved = voted != flagged[PREDICTED].to_numpy(dtype=object)
+    new_class = pd.Series(voted[moved], index=flagged.loc[moved, LINE_COLUMN].to_numpy())
+    changes = [pd.DataFrame({"old": [], "new": [], "truth": []}, dtype=np.int64)]
+    if new_class.empty:
+        return changes[0]
+    source = pq.ParquetFile(predictions)
+
+    def frames():
+        for group in range(source.num_row_groups):
+            frame = source.read_row_group(group).to_pandas()
+            hit = frame[LINE_COLUMN].isin(new_class.index).to_numpy()
+            if hit.any():
+                old, new = frame.loc[hit, PREDICTED], new_class.loc[frame.loc[hit, LINE_COLUMN]].to_numpy()
+                truth = frame.loc[hit, spec.label_column] if spec.label_column in frame else None
+                changes.append(
+                    pd.DataFrame(
+                        {
+                            "old": label_codes(old, spec),
+                            "new": label_codes(pd.Series(new), spec),
+                            "truth": -1 if truth is None else label_codes(truth, spec),
+                        },
+                        dtype=np.int64,
+                    )
+                )
+                frame.loc[hit, PREDICTED] = new
+            yield frame
+
+    _atomic_parquet(frames(), predictions, source.schema_arrow)
+    return pd.concat(changes, ignore_index=True)
 
 
 def context_pass(
@@ -408,12 +476,17 @@ def resolve_model_task(model: str, dataset: str) -> Path:
     task_run_name="score-{path.name}",
 )
 def score_file_task(
-    path: Path, predictor: Path, out_dir: Path, truth: Path | None = None, model: str = ""
+    path: Path,
+    predictor: Path,
+    out_dir: Path,
+    truth: Path | None = None,
+    model: str = "",
+    vote: Vote | None = None,
 ) -> ScoredFile:
     """Prefect task: validate and score one file with a predictor folder; with known labels, log
     the metrics as an MLflow evaluation run."""
     loaded = load_predictor(predictor)
-    report = score_file(path, loaded, out_dir, truth, model or str(predictor))
+    report = score_file(path, loaded, out_dir, truth, model or str(predictor), vote)
     run = log_score_run(report, loaded.kind, loaded.preprocessing.spec) if report.metrics else None
     if report.incidents:
         publish_top_incidents(Path(report.predictions))

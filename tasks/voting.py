@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from schemas.firewall import CLASS_NAMES, NORMAL
+from tasks.errors import InputError
 
 VOTE_RULES: Final[dict[str, tuple[str, str]]] = {
     "majority": ("rows", "weight"),
@@ -37,6 +38,16 @@ class Vote:
             raise ValueError(f"a voting window is a positive number of seconds, not {self.window_seconds}")
         if self.rule not in VOTE_RULES:
             raise ValueError(f"unknown voting rule {self.rule!r}; known: {sorted(VOTE_RULES)}")
+
+
+def voting_of(window_seconds: int, rule: str) -> Vote | None:
+    """The vote of scoring options: none for a window of 0 seconds; a bad one is an input error."""
+    if window_seconds == 0:
+        return None
+    try:
+        return Vote(window_seconds, rule)
+    except ValueError as error:
+        raise InputError(f"voting: {error}") from error
 
 
 def vote_by_source(

@@ -20,6 +20,7 @@ from tasks.fusion import load_predictor
 from tasks.incidents import find_incidents, read_incidents
 from tasks.score import evaluate_prediction_folder, predictor_folder, resolve_predictor, score_file
 from tasks.tracking import MODEL_NAME, configure_mlflow
+from tasks.voting import Vote, vote_by_source
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +59,28 @@ def test_unlabelled_day_with_truth_gets_predictions_and_metrics(
     assert incidents["rows"].sum() == len(flagged)
     assert summary["incident_detection"]["incidents"] == report.incidents
     assert 0 < summary["incident_detection"]["detected"] <= summary["incident_detection"]["episodes"]
+
+
+@pytest.mark.parametrize("rule", ["majority", "probability"])
+def test_voting_rewrites_the_predictions_and_the_counts_and_metrics_follow(
+    fusion, tiny_dir: Path, tmp_path: Path, rule: str
+) -> None:
+    truth, vote = tiny_dir / "truth" / TEST_DAY, Vote(3600, rule)
+    plain = score_file(tiny_dir / TEST_DAY, fusion, tmp_path / "plain", truth)
+    voted = score_file(tiny_dir / TEST_DAY, fusion, tmp_path / "voted", truth, vote=vote)
+    before, after = pd.read_parquet(plain.predictions), pd.read_parquet(voted.predictions)
+    expected = vote_by_source(before.time, before.src, before.pred_label, before.attack_probability, vote)
+    assert (after["pred_label"].to_numpy() == expected).all()
+    pd.testing.assert_frame_equal(after.drop(columns="pred_label"), before.drop(columns="pred_label"))
+    assert voted.rows_revoted == int((expected != before["pred_label"].to_numpy()).sum()) > 0
+    assert voted.predicted == after["pred_label"].value_counts().reindex(CLASS_NAMES, fill_value=0).to_dict()
+    per_file, _ = evaluate_prediction_folder(tmp_path / "voted", tiny_dir / "truth", ZYELL)
+    assert per_file["0124_firewall.predictions.parquet"]["confusion"] == voted.metrics["confusion"]
+    assert voted.metrics["confusion"] != plain.metrics["confusion"]
+    assert json.loads((tmp_path / "voted" / "0124_firewall.summary.json").read_text())["vote"] == {
+        "window_seconds": 3600,
+        "rule": rule,
+    }
 
 
 def test_unlabelled_day_without_truth_has_no_metrics(fusion, tiny_dir: Path, tmp_path: Path) -> None:
