@@ -396,6 +396,12 @@ def score_lines(outcome) -> str:
         f"{report.rows_quarantined:,} + out of scope {report.rows_out_of_scope:,}; "
         f"predicted {predicted}; {report.rows_per_second:,.0f} rows/s"
     ]
+    if report.vote:
+        vote = report.vote
+        lines.append(
+            f"  voted by source in {vote['window_seconds']} s windows ({vote['rule']}): "
+            f"{report.rows_revoted:,} flagged rows changed class"
+        )
     if report.metrics:
         figures = "  ".join(f"{k} {report.metrics[k]:.4f}" for k in HEADLINE)
         lines.append(f"  {figures}  (MLflow run {outcome.mlflow_run})")

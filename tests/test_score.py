@@ -138,6 +138,28 @@ def test_cli_score_logs_an_evaluation_run_and_evaluate_agrees(
     assert criterion in evaluated.output
 
 
+def test_cli_score_votes_when_told_and_evaluate_agrees_with_the_voted_file(
+    trained, tiny_dir: Path, tmp_path: Path
+) -> None:
+    args = [
+        "score",
+        str(tiny_dir / TEST_DAY),
+        "--out",
+        str(tmp_path),
+        "--model",
+        trained.predictors["fusion"],
+    ]
+    args += ["--truth", str(tiny_dir / "truth"), "--vote-window", "3600", "--vote-rule", "probability"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "0124_firewall.summary.json").read_text())
+    assert summary["vote"] == {"window_seconds": 3600, "rule": "probability"}
+    changed = f"voted by source in 3600 s windows (probability): {summary['rows_revoted']:,} flagged rows"
+    assert changed in result.output
+    evaluated = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--truth", str(tiny_dir / "truth")])
+    assert f"criterion {summary['metrics']['criterion']:.4f}" in evaluated.output
+
+
 # ---------------------------------------------------------------- one scoring path: the score-days flow
 
 
