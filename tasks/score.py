@@ -292,13 +292,8 @@ def score_file(
     revoted = None
     if vote is not None:
         changes = vote_in_place(target, vote, spec)
+        recount(changes, predicted, confusion)
         revoted = len(changes)
-        old, new, actual = (changes[name].to_numpy() for name in ("old", "new", "truth"))
-        np.subtract.at(predicted, old, 1)
-        np.add.at(predicted, new, 1)
-        known = actual >= 0
-        np.subtract.at(confusion, (actual[known], old[known]), 1)
-        np.add.at(confusion, (actual[known], new[known]), 1)
     _atomic_frame(rejected_parts, out_dir / f"{stem}.quarantine.parquet")
     _atomic_frame(outside_parts, out_dir / f"{stem}.out_of_scope.parquet")
     # incidents group rows by source and time: the identifier columns a context spec declares
@@ -362,6 +357,16 @@ def vote_in_place(predictions: Path, vote: Vote, spec: DatasetSpec) -> pd.DataFr
 
     _atomic_parquet(frames(), predictions, source.schema_arrow)
     return pd.concat(changes, ignore_index=True)
+
+
+def recount(changes: pd.DataFrame, predicted: np.ndarray, confusion: np.ndarray) -> None:
+    """Move the rows a vote changed from their old class to their new one, in place."""
+    old, new, actual = (changes[name].to_numpy() for name in ("old", "new", "truth"))
+    np.subtract.at(predicted, old, 1)
+    np.add.at(predicted, new, 1)
+    known = actual >= 0
+    np.subtract.at(confusion, (actual[known], old[known]), 1)
+    np.add.at(confusion, (actual[known], new[known]), 1)
 
 
 def context_pass(
