@@ -144,17 +144,26 @@ def start_watchdog(token: str) -> subprocess.Popen:
 
 
 class Stopper:
-    """Counts stop signals, as a thread of ours sees them, and enforces the deadline."""
+    """Counts stop signals and enforces the deadline. A signal is seen on two paths, the Python
+    handler in the main thread and the wakeup fd read by a thread of ours, because a library may
+    take over either (an asyncio loop in the main thread sets the wakeup fd to its own): the
+    count is the larger of the two paths' counts."""
 
     def __init__(self, token: str) -> None:
         self.token = token
         self.signal: int | None = None
-        self.lock = threading.Lock()
+        self.seen = {"handler": 0, "wakeup": 0}
+        self.counted = 0
+        self.lock = threading.RLock()  # the handler may run while the main thread holds it
 
-    def received(self, signum: int) -> None:
+    def received(self, signum: int, path: str) -> None:
         with self.lock:
-            first, self.signal = self.signal is None, self.signal or signum
-        if not first:
+            self.seen[path] += 1
+            if max(self.seen.values()) == self.counted:
+                return  # the other path already counted this signal
+            self.counted += 1
+            self.signal = self.signal or signum
+        if self.counted > 1:
             self.stop_now()
         name = signal.Signals(signum).name
         say(f"error: interrupted by {name}; stopping (within {GRACE_S:.0f} s; send it again to stop now)")
@@ -179,7 +188,7 @@ class Stopper:
         while data := reader.recv(64):
             for signum in data:
                 if signum in STOP_SIGNALS:
-                    self.received(signum)
+                    self.received(signum, "wakeup")
 
 
 def say(line: str) -> None:
@@ -187,12 +196,13 @@ def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def handle_stop_signals(stopper: Stopper) -> None:
-    """SIGINT and SIGTERM raise KeyboardInterrupt; a thread sees every one of them."""
+    """SIGINT and SIGTERM raise KeyboardInterrupt; the stopper sees every one of them."""
+
+    def raise_interrupt(signum, frame) -> None:
+        stopper.received(signum, "handler")
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
     reader, writer = socket.socketpair()
     writer.setblocking(False)
     signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
