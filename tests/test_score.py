@@ -112,21 +112,26 @@ def test_model_uri_resolves_to_the_registered_champion(
     assert (served.predict(rows) == fusion.predict(rows)).all()
 
 
-def test_cli_score_logs_an_evaluation_run_and_evaluate_agrees(
-    trained, tiny_dir: Path, tmp_path: Path
-) -> None:
+def score_args(trained, tiny_dir: Path, out: Path, *more: str) -> list[str]:
+    """`nad score` of the test day with the trained fusion and its truth."""
     model = trained.predictors["fusion"]
-    args = [
+    return [
         "score",
         str(tiny_dir / TEST_DAY),
         "--out",
-        str(tmp_path),
+        str(out),
         "--model",
         model,
         "--truth",
         str(tiny_dir / "truth"),
+        *more,
     ]
-    result = CliRunner().invoke(app, args)
+
+
+def test_cli_score_logs_an_evaluation_run_and_evaluate_agrees(
+    trained, tiny_dir: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, score_args(trained, tiny_dir, tmp_path))
     assert result.exit_code == 0, result.output
     assert "criterion" in result.output and "MLflow run" in result.output
     run_id = result.output.split("MLflow run ")[1].split(")")[0]
@@ -141,16 +146,8 @@ def test_cli_score_logs_an_evaluation_run_and_evaluate_agrees(
 def test_cli_score_votes_when_told_and_evaluate_agrees_with_the_voted_file(
     trained, tiny_dir: Path, tmp_path: Path
 ) -> None:
-    args = [
-        "score",
-        str(tiny_dir / TEST_DAY),
-        "--out",
-        str(tmp_path),
-        "--model",
-        trained.predictors["fusion"],
-    ]
-    args += ["--truth", str(tiny_dir / "truth"), "--vote-window", "3600", "--vote-rule", "probability"]
-    result = CliRunner().invoke(app, args)
+    vote = ["--vote-window", "3600", "--vote-rule", "probability"]
+    result = CliRunner().invoke(app, score_args(trained, tiny_dir, tmp_path, *vote))
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "0124_firewall.summary.json").read_text())
     assert summary["vote"] == {"window_seconds": 3600, "rule": "probability"}

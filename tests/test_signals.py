@@ -23,6 +23,14 @@ REPO = Path(__file__).resolve().parents[1]
 NAD = Path(sys.executable).parent / "nad"
 PROMPT_S = 20  # "within a few seconds" (3 s of grace, 2 s to end leftovers), with room for a busy machine
 PROC = Path("/proc")
+# A shell starts a background job with SIGINT ignored, and `nad`, like any program, keeps it so;
+# a test suite run as one (`make test &`) would pass that on. Ctrl-C reaches a foreground job.
+WITH_SIGINT = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
 
 
 def process_state(pid: int) -> str | None:
@@ -88,7 +96,7 @@ class Backfill:
         }
         self.log = log
         self.process = subprocess.Popen(
-            [str(NAD), "backfill", str(source), "--store", str(store)],
+            [*WITH_SIGINT, str(NAD), "backfill", str(source), "--store", str(store)],
             env=env,
             cwd=log.parent,
             stdout=log.open("w"),
