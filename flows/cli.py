@@ -369,8 +369,10 @@ def score(
     with labels, also the metrics, logged to MLflow. A file that fails gets an error line."""
     from flows.score import ScoreFailed, score_days
 
-    if vote_window and get_dataset(dataset).context is None:
-        raise InputError(f"{dataset.value} rows name no source and time: voting by source needs them")
+    if vote_window:  # refused before the flow starts
+        from tasks.voting import check_votable
+
+        check_votable(get_dataset(dataset))
     try:
         outcomes = run_flow(score_days, files, model, out, truth, dataset.value, vote_window, vote_rule.value)
     except ScoreFailed as failed:

@@ -224,6 +224,10 @@ def write_arrow(frame: pd.DataFrame, path: Path) -> None:
     feather.write_feather(frame, path, compression="lz4")
 
 
+def read_arrows(paths: Iterable[Path]) -> pd.DataFrame:
+    return pd.concat([feather.read_feather(path) for path in paths], ignore_index=True)
+
+
 def id_frame(rows: pd.DataFrame, spec: ContextSpec, number: int) -> pd.DataFrame:
     """A block's identifiers as numbers, with the block's number and each row's position (and
     line, when the rows have one): what the hour's reduce needs, and what the lookup checks."""
@@ -270,7 +274,7 @@ def count_hour(folder: Path, hour: int, spec: ContextSpec) -> int:
     """Reduce: one clock hour's rows of every block, through `all_features`, to one file per
     block; returns the hour's rows."""
     source = folder / IDS_DIR / f"hour={hour}"
-    frame = pd.concat([feather.read_feather(p) for p in sorted(source.glob("*.arrow"))], ignore_index=True)
+    frame = read_arrows(sorted(source.glob("*.arrow")))
     kept = [BLOCK, ROW, SECONDS, *([LINE_COLUMN] if LINE_COLUMN in frame else [])]
     result = pd.concat([frame[kept], pd.DataFrame(all_features(frame_ids(frame), spec))], axis=1)
     for number, rows in result.groupby(BLOCK, sort=False):
@@ -291,8 +295,7 @@ def block_features(directory: Path) -> pd.DataFrame:
     files = sorted(directory.glob("*.arrow"))
     if not files:
         raise ValueError(f"{directory}: no features; the count tables come from other rows")
-    frame = pd.concat([feather.read_feather(p) for p in files], ignore_index=True)
-    return frame.sort_values(ROW, kind="stable").reset_index(drop=True)
+    return read_arrows(files).sort_values(ROW, kind="stable").reset_index(drop=True)
 
 
 @dataclass(frozen=True)

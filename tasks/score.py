@@ -36,7 +36,7 @@ from pyarrow import feather
 from schemas.context import ContextSpec
 from schemas.datasets import DatasetSpec, get_dataset, plain_name
 from schemas.firewall import CLASS_NAMES, NORMAL
-from tasks.context import ContextTables, build_tables, context_features, valid_rows
+from tasks.context import ContextTables, build_tables, context_features, valid_rows, write_arrow
 from tasks.errors import InputError, ModelError, message_about, retry_if_transient
 from tasks.fusion import PREDICTOR_FILE, load_predictor
 from tasks.incidents import (
@@ -62,7 +62,7 @@ from tasks.metrics import confusion_matrix, evaluate_confusion
 from tasks.preprocess import Preprocessing
 from tasks.progress import Progress
 from tasks.tracking import CHAMPION, HEADLINE, configure_mlflow, log_evaluation_run
-from tasks.voting import Vote, vote_by_source
+from tasks.voting import Vote, check_votable, vote_by_source
 
 MLMODEL_FILE = "MLmodel"
 MODEL_FORMS = (
@@ -226,8 +226,8 @@ def score_file(
     """
     started = time.perf_counter()
     spec = predictor.preprocessing.spec
-    if vote is not None and spec.context is None:
-        raise InputError(f"{spec.name} rows name no source and time: voting by source needs them")
+    if vote is not None:
+        check_votable(spec)
     scan = scan_file(path, spec)
     progress = Progress(f"score {path.name}", scan.data_lines)
     blocks = plan_blocks(scan, resolve_partition(path, scan, spec, None), spec)
@@ -382,7 +382,7 @@ def context_pass(
 
     def parse_and_keep(number: int) -> pd.DataFrame:
         rows = parse_block(blocks[number])
-        feather.write_feather(rows, parsed / f"block-{number:05d}.arrow", compression="lz4")
+        write_arrow(rows, parsed / f"block-{number:05d}.arrow")
         return valid_rows(rows)
 
     tables = build_tables(range(len(blocks)), parse_and_keep, context, folder / "tables")

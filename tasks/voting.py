@@ -17,6 +17,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from schemas.datasets import DatasetSpec
 from schemas.firewall import CLASS_NAMES, NORMAL
 from tasks.errors import InputError
 
@@ -38,6 +39,12 @@ class Vote:
             raise ValueError(f"a voting window is a positive number of seconds, not {self.window_seconds}")
         if self.rule not in VOTE_RULES:
             raise ValueError(f"unknown voting rule {self.rule!r}; known: {sorted(VOTE_RULES)}")
+
+
+def check_votable(spec: DatasetSpec) -> None:
+    """Voting groups rows by source and time: the identifier columns a context spec declares."""
+    if spec.context is None:
+        raise InputError(f"{spec.name} rows name no source and time: voting by source needs them")
 
 
 def voting_of(window_seconds: int, rule: str) -> Vote | None:
