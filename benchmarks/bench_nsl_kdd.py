@@ -10,11 +10,15 @@ unscaled, which a forest does not need) and scored on the same test rows with th
     python benchmarks/bench_nsl_kdd.py [--file PATH] [--work DIR] [--trees 200] [--seeds 42,43,44]
         [--variants paper,default,default+sqrt,default+ensemble3,default-log,default-threshold]
 
+A variant may also be a preset with fields set on it, `PRESET+FIELD=JSON[+FIELD=JSON...]`, for
+example `default+max_steps=15000+hidden_units=[512,256,128]`.
+
 MLflow and Prefect state go under --work unless MLFLOW_TRACKING_URI / PREFECT_HOME are set.
 """
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -60,6 +64,17 @@ VARIANTS = {
 }
 
 
+def variant_config(variant: str) -> tuple[str, dict]:
+    """A named variant, or a preset with `+FIELD=JSON` overrides."""
+    import json
+
+    if variant in VARIANTS:
+        return VARIANTS[variant]
+    preset, *fields = variant.split("+")
+    pairs = (field.split("=", 1) for field in fields)
+    return preset, {key: json.loads(value) for key, value in pairs}
+
+
 def median_row(name: str, runs: list[dict]) -> str:
     cells = [f"{statistics.median(r[c] for r in runs):.4f}" for c in COLUMNS]
     spread = [r["criterion"] for r in runs]
@@ -73,7 +88,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--trees", type=int, default=200)
     parser.add_argument("--seeds", default="42,43,44", help="Training seeds; medians over them are printed.")
-    parser.add_argument("--variants", default="paper,default", help=f"Among: {', '.join(VARIANTS)}.")
+    parser.add_argument(
+        "--variants",
+        default="paper,default",
+        help=f"Among: {', '.join(VARIANTS)}; or PRESET+FIELD=JSON...",
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-nsl-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -97,8 +116,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     runs: dict[str, list[dict]] = {}
     for seed in seeds:
-        for variant in args.variants.split(","):
-            preset, overrides = VARIANTS[variant]
+        for variant in re.split(r",(?![^\[]*\])", args.variants):  # not the commas inside [...]
+            preset, overrides = variant_config(variant)
             config = TrainConfig.from_preset(preset, {**overrides, "seed": seed})
             started = time.perf_counter()
             summary = train(work / "store", None, config, work / "out", None, NSL_KDD.name)

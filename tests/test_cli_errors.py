@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -267,6 +268,36 @@ def test_ingest_into_a_store_that_is_a_file_is_one_line(
     store.write_text("not a folder")
     result = nad(nad_env, "ingest", tiny_dir / TRAIN_FILES[0], "--store", store)
     assert str(store) in error_line(result)
+
+
+@pytest.fixture
+def read_only_store(tmp_path: Path) -> Iterator[Path]:
+    """An existing, empty store folder that cannot be written: a read-only tmpfs for root (whom
+    permissions do not stop), else a folder without write permission."""
+    store = tmp_path / "read-only-store"
+    store.mkdir()
+    if os.geteuid() != 0:
+        store.chmod(0o555)
+        yield store
+        store.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(store)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"root without the right to mount, so no folder is read-only: {mounted.stderr!r}")
+    try:
+        yield store
+    finally:
+        subprocess.run(["umount", str(store)], check=True)
+
+
+def test_ingest_into_a_read_only_store_is_one_line_naming_it(
+    nad_env: dict, tiny_dir: Path, tiny_days, read_only_store: Path
+) -> None:
+    result = nad(nad_env, "ingest", tiny_dir / TRAIN_FILES[0], "--store", read_only_store)
+    line = error_line(result)
+    assert line.startswith(f"error: {read_only_store}/") and line.endswith(
+        ("Read-only file system", "Permission denied")
+    ), line
 
 
 # ---------------------------------------------------------------- 5. one bad file in a multi-file score
