@@ -46,7 +46,7 @@ from tasks.ingest import ingest_files
 from tasks.ingest_lines import plan_blocks
 from tasks.ingest_parse import parse_block
 from tasks.ingest_scan import DEFAULT_BLOCKSIZE, resolve_partition, scan_file
-from tasks.metrics import evaluate
+from tasks.metrics import evaluate_labels
 from tasks.score import context_pass
 from tasks.voting import VOTE_RULES, Vote, vote_by_source
 
@@ -200,7 +200,7 @@ def voted(test, predicted, vote: Vote | None) -> np.ndarray:
 
 
 def table_line(name: str, truth: np.ndarray, predicted: np.ndarray) -> str:
-    e = evaluate(truth, predicted)
+    e = evaluate_labels(truth, predicted)
     per_class = " | ".join(f"{e.per_class[c]['fbeta']:.3f}" for c in CLASS_NAMES)
     return f"| {name} | {e.criterion:.4f} | {e.fbeta:.4f} | {e.far:.4f} | {per_class} |"
 

@@ -102,7 +102,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     sys.path.insert(0, str(REPO))
 
-    from flows.train import train
+    from flows.train import train_flow
     from schemas.datasets import NSL_KDD
     from schemas.training import TrainConfig
     from tasks.cluster import dask_client
@@ -120,7 +120,7 @@ def main() -> None:
             preset, overrides = variant_config(variant)
             config = TrainConfig.from_preset(preset, {**overrides, "seed": seed})
             started = time.perf_counter()
-            summary = train(work / "store", None, config, work / "out", None, NSL_KDD.name)
+            summary = train_flow(work / "store", None, config, work / "out", None, NSL_KDD.name)
             wall = time.perf_counter() - started
             nets = ", ".join(
                 f"{n.label} {n.epochs_run} ep (best {n.best_epoch}) b{n.batch_size}" for n in summary.nets

@@ -55,7 +55,7 @@ def files_to_ingest(
 
 
 @flow(name="backfill")
-def backfill(
+def backfill_flow(
     source: Path,
     store: Path,
     since: str | None = None,

@@ -255,8 +255,7 @@ def backfill(
     allow_empty: AllowEmptyOption = False,
 ) -> None:
     """Prefect flow: ingest every new or changed file of SOURCE_DIR, concurrently."""
-    from flows.backfill import BackfillFailed, is_failed
-    from flows.backfill import backfill as backfill_flow
+    from flows.backfill import BackfillFailed, backfill_flow, is_failed
 
     try:
         rows = run_flow(
@@ -321,7 +320,7 @@ def train(
     dask_address: DaskOption = None,
 ) -> None:
     """Prefect flow: split, preprocess, train the three nets side by side, save both predictors."""
-    from flows.train import train as train_flow
+    from flows.train import train_flow
     from tasks.store import StoreError, check_store
     from tasks.tracking import training_report
 
@@ -461,7 +460,7 @@ def pipeline(
     ] = False,
 ) -> None:
     """Prefect flow: backfill, train, evaluate, register through the gate, and optionally score."""
-    from flows.pipeline import pipeline as pipeline_flow
+    from flows.pipeline import pipeline_flow
     from tasks.tracking import comparison_table
 
     # a bad config is refused before the backfill starts

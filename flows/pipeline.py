@@ -11,9 +11,9 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.backfill import backfill
+from flows.backfill import backfill_flow
 from flows.score import score_days
-from flows.train import train
+from flows.train import train_flow
 from schemas.datasets import DEFAULT_DATASET, get_dataset
 from schemas.training import TrainConfig
 from tasks.score import unlabelled_files
@@ -22,7 +22,7 @@ from tasks.tracking import pipeline_report
 
 
 @flow(name="pipeline")
-def pipeline(
+def pipeline_flow(
     source: Path,
     store: Path,
     last_days: int | None = None,
@@ -45,7 +45,7 @@ def pipeline(
     `train_anyway`, on the store as it is."""
     spec = get_dataset(dataset)
     try:
-        ingested = backfill(
+        ingested = backfill_flow(
             Path(source), Path(store), dask_address=dask_address, dataset=dataset, allow_empty=allow_empty
         )
     except Exception as error:
@@ -58,7 +58,7 @@ def pipeline(
         return {"backfill": [], "training": None, "scores": []}
     parts = last_labelled_parts(Path(store), last_days)
     config = TrainConfig.from_file(config_file, preset, feature_set)
-    summary = train(Path(store), parts, config, Path(out), dask_address, dataset)
+    summary = train_flow(Path(store), parts, config, Path(out), dask_address, dataset)
     scored = []
     if score:
         files = unlabelled_files(Path(source), spec)

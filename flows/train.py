@@ -23,13 +23,13 @@ from tasks.train import NETS, configure_tensorflow, train_net_task
 
 
 @flow(name="evaluate")
-def evaluate(predictors: dict[str, str], split: SplitResult) -> dict:
+def evaluate_flow(predictors: dict[str, str], split: SplitResult) -> dict:
     """Fusion and baseline on the validation and test rows of the split."""
     return evaluate_predictors_task(predictors, split)
 
 
 @flow(name="register")
-def register(summary: TrainingSummary, store: str) -> Registration:
+def register_flow(summary: TrainingSummary, store: str) -> Registration:
     """Log the run to MLflow, register the fused model, and apply the champion gate."""
     return track_and_register_task(summary, store)
 
@@ -52,7 +52,7 @@ def train_nets(split: SplitResult, prep_dir: Path, config: TrainConfig, run_dir:
 
 
 @flow(name="train")
-def train(
+def train_flow(
     store: Path,
     partitions: list[str] | None = None,
     config: TrainConfig | None = None,
@@ -96,7 +96,7 @@ def train(
         logger.info("threshold %.2f (best %.2f, gain lower bound %+.4f)", threshold.threshold, threshold.best,
                     threshold.gain_lower_bound)  # fmt: skip
     point_latest(run_dir)
-    evaluations = evaluate(predictors, split)
+    evaluations = evaluate_flow(predictors, split)
     summary = TrainingSummary(
         run_dir=str(run_dir),
         config=config,
@@ -108,7 +108,7 @@ def train(
         evaluations=evaluations,
     )
     (run_dir / "training.json").write_text(summary.to_json())
-    registration = register(summary, str(store))
+    registration = register_flow(summary, str(store))
     logger.info(
         "MLflow run %s, model version %s: %s",
         registration.run_id,

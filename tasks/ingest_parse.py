@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from schemas.datasets import DatasetSpec
+from schemas.firewall import CLASS_NAMES
 from tasks.errors import quote
 from tasks.ingest_lines import Block, LineScreen, kept_bytes, line_text, read_block, screen_lines
 
@@ -238,6 +239,11 @@ def canonical_labels(labels: pd.Series, spec: DatasetSpec) -> pd.Series:
         return labels
     mapped = labels.map(spec.label_map)
     return mapped.where(mapped.notna(), labels).astype("str")
+
+
+def label_codes(labels: pd.Series, spec: DatasetSpec) -> np.ndarray:
+    """Class codes (int8) of raw or mapped labels; -1 where the label is outside the five classes."""
+    return pd.Categorical(canonical_labels(labels, spec), categories=CLASS_NAMES).codes.astype(np.int8)
 
 
 SET_ASIDE_COLUMNS = ("_rule", "_columns", "_reason", "_raw")

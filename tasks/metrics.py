@@ -125,7 +125,7 @@ def evaluate_confusion(
     )
 
 
-def evaluate(
+def evaluate_labels(
     truth, predicted, beta: float = 2.0, alpha: float = 0.3, cost_matrix: np.ndarray | None = None
 ) -> Evaluation:
     """All metrics of predicted class names against true class names."""

@@ -51,7 +51,7 @@ from tasks.ingest_lines import plan_blocks
 from tasks.ingest_parse import (
     ARROW_KINDS,
     LINE_COLUMN,
-    canonical_labels,
+    label_codes,
     parse_block,
     quarantine_frame,
     split_set_aside,
@@ -159,11 +159,6 @@ def truth_for(path: Path, truth: Path, data_lines: int, spec: DatasetSpec) -> np
             "a truth file has one label per data line"
         )
     return codes
-
-
-def label_codes(labels: pd.Series, spec: DatasetSpec) -> np.ndarray:
-    """Class codes of raw or mapped labels; -1 where the label is outside the five classes."""
-    return pd.Categorical(canonical_labels(labels, spec), categories=CLASS_NAMES).codes
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from schemas.firewall import CLASS_NAMES, NORMAL
 from schemas.training import SplitConfig
 from tasks.context import block_features, stored_rows, write_context
 from tasks.errors import retry_if_transient
-from tasks.ingest_parse import LINE_COLUMN
+from tasks.ingest_parse import LINE_COLUMN, label_codes
 from tasks.preprocess import encode_spec_features
 from tasks.store import check_store, part_dir, read_report, stored_parts
 
@@ -93,16 +93,13 @@ def row_keys(seed: int, partition: int, lines: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def label_codes(labels: pd.Series) -> np.ndarray:
-    return pd.Categorical(labels, categories=CLASS_NAMES).codes.astype(np.int8)
-
-
 def read_keys(part: StorePart, seed: int) -> pd.DataFrame:
-    label = get_dataset(part.dataset).label_column
+    spec = get_dataset(part.dataset)
+    label = spec.label_column
     table = pq.read_table(part.path, columns=[label, LINE_COLUMN]).to_pandas()
     return pd.DataFrame(
         {
-            "label": label_codes(table[label]),
+            "label": label_codes(table[label], spec),
             "key": row_keys(seed, part.number, table[LINE_COLUMN].to_numpy()),
         }
     )
@@ -151,7 +148,7 @@ def write_split_part(
     its rows to their splits; return counts per split and class."""
     spec = get_dataset(part.dataset)
     frame = pq.read_table(part.path).to_pandas()
-    labels = label_codes(frame[spec.label_column])
+    labels = label_codes(frame[spec.label_column], spec)
     splits = assign_splits(labels, row_keys(seed, part.number, frame[LINE_COLUMN].to_numpy()), thresholds)
     rows = encode_spec_features(frame, spec)
     if context is not None:

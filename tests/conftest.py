@@ -121,14 +121,14 @@ def trained(tiny_store: Path, tmp_path_factory, prefect_harness):
 
     It registers version 1 in an MLflow store of its own (`trained.tracking.tracking_uri`); tests
     that read that run or its champion use `trained_mlflow`."""
-    from flows.train import train
+    from flows.train import train_flow
     from schemas.training import NetConfig, TrainConfig
 
     quick = TrainConfig(
         binary=NetConfig(epochs=2), attack=NetConfig(epochs=3), baseline=NetConfig(epochs=2), batch_size=256
     )
     with mlflow_at(new_mlflow_store(tmp_path_factory.mktemp("trained-mlflow"))):
-        return train(tiny_store, None, quick, tmp_path_factory.mktemp("artifacts"))
+        return train_flow(tiny_store, None, quick, tmp_path_factory.mktemp("artifacts"))
 
 
 @pytest.fixture

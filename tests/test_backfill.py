@@ -11,7 +11,7 @@ import pytest
 from distributed import Client
 from prefect.client.orchestration import get_client
 
-from flows.backfill import BackfillFailed, backfill
+from flows.backfill import BackfillFailed, backfill_flow
 from simulator.generate import DaySummary
 from tasks.cluster import DASK_ADDRESS_ENV
 from tasks.errors import InputError
@@ -53,7 +53,7 @@ def backfill_table() -> list[dict]:
 
 def test_one_bad_day_fails_the_flow_but_not_the_others(source: Path, tmp_path: Path, prefect_harness) -> None:
     store = tmp_path / "store"
-    state = backfill(source, store, return_state=True)
+    state = backfill_flow(source, store, return_state=True)
     assert state.is_failed()
     with pytest.raises(BackfillFailed, match=r"1217_firewall.csv: failed: .*missing column"):
         state.result()
@@ -70,21 +70,21 @@ def test_a_missing_folder_or_an_empty_match_fails_unless_allowed(
 ) -> None:
     store = tmp_path / "store"
     with pytest.raises(InputError, match=r"nosuchdir: no such folder$"):
-        backfill(tmp_path / "nosuchdir", store)
+        backfill_flow(tmp_path / "nosuchdir", store)
     with pytest.raises(InputError, match=r"no zyell files .* with a day from 0301 to 0302; allow an empty"):
-        backfill(source, store, since="0301", until="0302")
-    assert backfill(source, store, since="0301", until="0302", allow_empty=True) == []
+        backfill_flow(source, store, since="0301", until="0302")
+    assert backfill_flow(source, store, since="0301", until="0302", allow_empty=True) == []
     assert not store.exists()
 
 
 def test_rerun_skips_unchanged_days_unless_forced(source: Path, tmp_path: Path, prefect_harness) -> None:
     (source / "1217_firewall.csv").unlink()
     store = tmp_path / "store"
-    first = backfill(source, store)
+    first = backfill_flow(source, store)
     assert {row["status"] for row in first} == {"ingested"}
-    again = backfill(source, store, since="1210", until="1216")
+    again = backfill_flow(source, store, since="1210", until="1216")
     assert [(row["file"], row["status"]) for row in again] == [(TRAIN[1], "skipped"), (TRAIN[2], "skipped")]
-    forced = backfill(source, store, since="1216", force=True)
+    forced = backfill_flow(source, store, since="1216", force=True)
     assert [(row["file"], row["status"]) for row in forced] == [(TRAIN[2], "ingested")]
 
 
@@ -142,7 +142,7 @@ def test_backfill_uses_the_cluster_named_in_the_environment(
 ) -> None:
     (source / "1217_firewall.csv").unlink()
     monkeypatch.setenv(DASK_ADDRESS_ENV, real_cluster)
-    rows = backfill(source, tmp_path / "store")
+    rows = backfill_flow(source, tmp_path / "store")
     assert [row["status"] for row in rows] == ["ingested"] * 3
     assert (
         read_report(tmp_path / "store", stored_parts(tmp_path / "store")[0])["rows_read"] == rows[0]["rows"]

@@ -112,12 +112,12 @@ def test_pipeline_on_a_missing_source_neither_trains_nor_registers(
 def test_pipeline_after_an_empty_backfill_does_not_train(
     labelled_store: Path, tmp_path: Path, prefect_harness
 ) -> None:
-    from flows.pipeline import pipeline
+    from flows.pipeline import pipeline_flow
 
     quiet_day = tmp_path / "incoming"
     quiet_day.mkdir()
     out = tmp_path / "out"
-    result = pipeline(quiet_day, labelled_store, out=out, allow_empty=True)
+    result = pipeline_flow(quiet_day, labelled_store, out=out, allow_empty=True)
     assert result["training"] is None and result["backfill"] == []
     assert not (out / "runs").exists()
 
@@ -126,7 +126,7 @@ def test_pipeline_after_an_empty_backfill_does_not_train(
 def test_pipeline_after_an_empty_backfill_trains_when_told(
     labelled_store: Path, tmp_path: Path, prefect_harness
 ) -> None:
-    from flows.pipeline import pipeline
+    from flows.pipeline import pipeline_flow
 
     quiet_day = tmp_path / "incoming"
     quiet_day.mkdir()
@@ -134,7 +134,7 @@ def test_pipeline_after_an_empty_backfill_trains_when_told(
     config.write_text(json.dumps(QUICK))
     out = tmp_path / "out"
     told = {"allow_empty": True, "train_anyway": True}
-    result = pipeline(quiet_day, labelled_store, out=out, config_file=config, **told)
+    result = pipeline_flow(quiet_day, labelled_store, out=out, config_file=config, **told)
     assert result["backfill"] == [] and result["training"].tracking.version
     assert (out / "runs" / "latest" / "fusion").is_dir()
 

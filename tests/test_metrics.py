@@ -8,14 +8,20 @@ import pytest
 from sklearn.metrics import f1_score, fbeta_score, precision_score, recall_score
 
 from schemas.firewall import CLASS_NAMES
-from tasks.metrics import confusion_matrix, default_cost_matrix, evaluate, per_class_report, plot_confusion
+from tasks.metrics import (
+    confusion_matrix,
+    default_cost_matrix,
+    evaluate_labels,
+    per_class_report,
+    plot_confusion,
+)
 
 N, D, IP, NM, PS = CLASS_NAMES
 
 
 def test_perfect_predictions() -> None:
     truth = [N] * 10 + [D, IP, NM, PS]
-    result = evaluate(truth, truth)
+    result = evaluate_labels(truth, truth)
     assert (result.precision, result.recall, result.f1, result.fbeta) == (1.0, 1.0, 1.0, 1.0)
     assert result.far == 0.0 and result.cost == 0.0
     assert result.criterion == pytest.approx(0.3 + 0.7 * 1.0)
@@ -23,7 +29,7 @@ def test_perfect_predictions() -> None:
 
 def test_all_normal_predictions_by_hand() -> None:
     truth = [N] * 90 + [D] * 2 + [IP] * 5 + [NM] * 1 + [PS] * 2
-    result = evaluate(truth, [N] * 100)
+    result = evaluate_labels(truth, [N] * 100)
     normal_f2 = 5 * 0.9 * 1.0 / (4 * 0.9 + 1.0)
     assert result.fbeta == pytest.approx(normal_f2 / 5)
     assert result.precision == pytest.approx(0.9 / 5) and result.recall == pytest.approx(1 / 5)
@@ -35,14 +41,14 @@ def test_all_normal_predictions_by_hand() -> None:
 
 def test_a_class_never_present_nor_predicted_scores_zero() -> None:
     truth = [N] * 6 + [D, IP, PS]
-    result = evaluate(truth, truth)
+    result = evaluate_labels(truth, truth)
     assert result.per_class[NM]["fbeta"] == 0.0 and result.per_class[NM]["support"] == 0
     assert result.fbeta == pytest.approx(4 / 5)
 
 
 def test_zero_cost_criterion_is_alpha_plus_weighted_fbeta() -> None:
     truth = [N] * 6 + [D, IP, PS]
-    assert evaluate(truth, truth).criterion == pytest.approx(0.3 + 0.7 * 0.8)
+    assert evaluate_labels(truth, truth).criterion == pytest.approx(0.3 + 0.7 * 0.8)
 
 
 def test_cost_matrix_prices_ddos_errors_double() -> None:
@@ -54,21 +60,21 @@ def test_cost_matrix_prices_ddos_errors_double() -> None:
         cost[index[D], index[IP]] == 1 and cost[index[N], index[IP]] == 1 and cost[index[PS], index[N]] == 1
     )
     assert np.diag(cost).sum() == 0
-    result = evaluate([N, IP, D, D, PS], [D, D, N, IP, N])
+    result = evaluate_labels([N, IP, D, D, PS], [D, D, N, IP, N])
     assert result.cost == 2 + 2 + 2 + 1 + 1
 
 
 def test_false_alarm_rate() -> None:
     truth = [N] * 8 + [IP] * 2
     predicted = [N] * 6 + [IP, D] + [N, IP]
-    assert evaluate(truth, predicted).far == pytest.approx(2 / 8)
+    assert evaluate_labels(truth, predicted).far == pytest.approx(2 / 8)
 
 
 def test_agrees_with_scikit_learn_where_definitions_coincide() -> None:
     rng = np.random.default_rng(1)
     truth = rng.choice(CLASS_NAMES, 2_000, p=[0.8, 0.05, 0.08, 0.03, 0.04])
     predicted = np.where(rng.random(2_000) < 0.7, truth, rng.choice(CLASS_NAMES, 2_000))
-    result = evaluate(truth, predicted)
+    result = evaluate_labels(truth, predicted)
     common = {"labels": list(CLASS_NAMES), "average": "macro", "zero_division": 0}
     assert result.fbeta == pytest.approx(fbeta_score(truth, predicted, beta=2, **common))
     assert result.f1 == pytest.approx(f1_score(truth, predicted, **common))
@@ -82,11 +88,11 @@ def test_confusion_rows_are_truth_and_names_are_checked() -> None:
     with pytest.raises(ValueError, match="not class names"):
         confusion_matrix(np.array(["normal"]), np.array([N]))
     with pytest.raises(ValueError, match="true labels"):
-        evaluate([N, N], [N])
+        evaluate_labels([N, N], [N])
 
 
 def test_report_and_pictures(tmp_path: Path) -> None:
-    result = evaluate([N, N, D, IP, NM, PS], [N, D, D, IP, PS, PS])
+    result = evaluate_labels([N, N, D, IP, NM, PS], [N, D, D, IP, PS, PS])
     report = per_class_report(result)
     assert all(name in report for name in CLASS_NAMES)
     for normalised in (False, True):

@@ -239,18 +239,18 @@ def own_mlflow(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def default_run(tiny_store: Path, own_mlflow: str, tmp_path_factory, prefect_harness):
-    from flows.train import train
+    from flows.train import train_flow
 
     config = TrainConfig.from_preset("default", QUICK_DEFAULT)
-    return train(tiny_store, None, config, tmp_path_factory.mktemp("quality-artifacts"))
+    return train_flow(tiny_store, None, config, tmp_path_factory.mktemp("quality-artifacts"))
 
 
 @pytest.fixture(scope="module")
 def context_run(tiny_store: Path, own_mlflow: str, tmp_path_factory, prefect_harness):
-    from flows.train import train
+    from flows.train import train_flow
 
     config = TrainConfig.from_preset("default", {**QUICK_DEFAULT, "ensemble": 1, "feature_set": "context"})
-    return train(tiny_store, None, config, tmp_path_factory.mktemp("context-artifacts"))
+    return train_flow(tiny_store, None, config, tmp_path_factory.mktemp("context-artifacts"))
 
 
 @pytest.mark.slow

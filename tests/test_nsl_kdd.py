@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from flows.backfill import backfill
+from flows.backfill import backfill_flow
 from flows.cli import app
 from schemas.datasets import NSL_KDD, ZYELL
 from schemas.firewall import CLASS_NAMES
@@ -184,11 +184,11 @@ def test_a_store_holds_one_dataset(sample: Path, tmp_path: Path, dask_cluster_cl
 
 
 def test_backfill_takes_the_dataset(sample: Path, tmp_path: Path, prefect_harness) -> None:
-    rows = backfill(sample.parent, tmp_path / "store", dataset="nsl-kdd")
+    rows = backfill_flow(sample.parent, tmp_path / "store", dataset="nsl-kdd")
     assert [(row["partition"], row["out_of_scope"]) for row in rows] == [("sample", OUT_OF_SCOPE)]
     assert rows[0]["rows"] == sum(PER_CLASS.values()) == rows[0]["kept"] + OUT_OF_SCOPE
     with pytest.raises(ValueError, match="carry no day"):
-        backfill(sample.parent, tmp_path / "store", since="0101", dataset="nsl-kdd")
+        backfill_flow(sample.parent, tmp_path / "store", since="0101", dataset="nsl-kdd")
 
 
 # ---------------------------------------------------------------- the whole pipeline, by the CLI
@@ -285,7 +285,7 @@ def test_score_refuses_a_model_of_another_dataset(nsl_trained: dict, nsl_mlflow,
 def test_pipeline_flow_backfills_trains_and_scores_nsl_kdd(
     sample: Path, tmp_path: Path, prefect_harness, fresh_mlflow: str
 ) -> None:
-    from flows.pipeline import pipeline
+    from flows.pipeline import pipeline_flow
 
     source, truth = tmp_path / "incoming", tmp_path / "truth"
     source.mkdir()
@@ -296,7 +296,7 @@ def test_pipeline_flow_backfills_trains_and_scores_nsl_kdd(
     shutil.copy(sample, truth / "fresh.txt")  # headerless truth files hold whole labelled rows
     config = tmp_path / "quick.json"
     config.write_text(json.dumps(QUICK))
-    result = pipeline(
+    result = pipeline_flow(
         source, tmp_path / "store", None, tmp_path / "out", config, True, truth, dataset="nsl-kdd"
     )
     assert [row["partition"] for row in result["backfill"]] == ["fresh", "sample"]

@@ -12,7 +12,7 @@ import yaml
 from mlflow import MlflowClient
 from prefect.flows import Flow
 
-from flows.pipeline import pipeline
+from flows.pipeline import pipeline_flow
 from tasks.store import part_dir, stored_parts
 from tasks.tracking import CHAMPION, MODEL_NAME
 
@@ -101,14 +101,14 @@ def test_pipeline_resumes_after_a_failure_and_never_moves_the_alias_on_failure(
     config.write_text(json.dumps(QUICK))
 
     runs = failing_inside_training(out)
-    assert_failed_in_training(pipeline(source, store, 3, out, config, return_state=True), runs)
+    assert_failed_in_training(pipeline_flow(source, store, 3, out, config, return_state=True), runs)
     landed = store_rows(store)
     assert len(landed) == 7  # the backfill finished before training failed
     [split_folder] = (out / "splits").iterdir()  # and training got past the split
     assert registered_versions() == [] and champion_version() is None
 
     runs.unlink()
-    result = pipeline(source, store, 3, out, config, score=True, truth=tiny_dir / "truth")
+    result = pipeline_flow(source, store, 3, out, config, score=True, truth=tiny_dir / "truth")
     assert {row["status"] for row in result["backfill"]} == {"skipped"}
     assert store_rows(store) == landed
     training = result["training"]
@@ -121,7 +121,7 @@ def test_pipeline_resumes_after_a_failure_and_never_moves_the_alias_on_failure(
     assert all(r.metrics and r.rows_read == r.rows_kept + r.rows_quarantined for r in reports)
 
     runs = failing_inside_training(out)
-    assert_failed_in_training(pipeline(source, store, 3, out, config, return_state=True), runs)
+    assert_failed_in_training(pipeline_flow(source, store, 3, out, config, return_state=True), runs)
     assert registered_versions() == ["1"] and champion_version() == "1"
 
 
@@ -135,7 +135,7 @@ def test_pipeline_publishes_a_markdown_report(
 
     config = tmp_path / "quick.json"
     config.write_text(json.dumps(QUICK))
-    pipeline(source, tmp_path / "store", None, tmp_path / "out", config)
+    pipeline_flow(source, tmp_path / "store", None, tmp_path / "out", config)
 
     async def newest() -> str:
         async with get_client() as client:

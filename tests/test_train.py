@@ -279,15 +279,15 @@ def test_predict_takes_raw_schema_rows(tiny_prep, tiny_nets, raw_rows) -> None:
 
 
 def test_train_flow_end_to_end(tiny_store: Path, tmp_path: Path, prefect_harness, raw_rows) -> None:
-    from flows.train import train
+    from flows.train import train_flow
 
-    summary = train(tiny_store, None, QUICK, tmp_path)
+    summary = train_flow(tiny_store, None, QUICK, tmp_path)
     assert {net.name for net in summary.nets} == set(NETS)
     assert all(net.epochs_run == 2 for net in summary.nets)
     for kind in ("fusion", "baseline"):
         predictor = load_predictor(Path(summary.predictors[kind]))
         assert set(predictor.predict(raw_rows.head(50))) <= set(CLASS_NAMES)
     assert (Path(summary.run_dir) / "training.json").exists()
-    again = train(tiny_store, None, QUICK, tmp_path)
+    again = train_flow(tiny_store, None, QUICK, tmp_path)
     assert again.split.folder == summary.split.folder and again.preprocessing == summary.preprocessing
     assert again.run_dir != summary.run_dir
