@@ -207,28 +207,41 @@ def ingest(
 ) -> None:
     """Validate data files and write them to the store; bad rows go to quarantine with the reason,
     rows with labels outside the five classes are set aside as out of scope."""
-    from tasks.cluster import dask_client
-    from tasks.ingest import ingest_files, unreadable_files
-    from tasks.store import StoreError
+    from tasks.ingest_scan import unreadable_files
 
     if partition is not None and len(files) > 1:
         raise typer.BadParameter("--partition applies to a single file", param_hint="--partition")
     spec = get_dataset(dataset)
-    outcomes = unreadable_files(files, spec)  # checked before a cluster starts (seconds)
-    readable = [path for path in files if path not in {outcome.path for outcome in outcomes}]
+    errors = unreadable_files(files, spec)
+    readable = [path for path in files if path not in errors]
     if readable:
-        with dask_client(dask_address) as client:
-            try:
-                outcomes += ingest_files(readable, store, client, spec, partition)
-            except StoreError as error:
-                raise typer.BadParameter(str(error), param_hint="--store") from error
-    for outcome in sorted(outcomes, key=lambda outcome: files.index(outcome.path)):
-        if outcome.report:
-            typer.echo(outcome.report.summary())
-        else:
-            typer.echo(f"error: {outcome.error}", err=True)
-    if any(outcome.error for outcome in outcomes):
+        errors |= ingest_readable(readable, store, spec, partition, dask_address)
+    for path in files:
+        if path in errors:
+            typer.echo(f"error: {errors[path]}", err=True)
+    if errors:
         raise typer.Exit(code=1)
+
+
+def ingest_readable(
+    files: list[Path], store: Path, spec: DatasetSpec, partition: str | None, dask_address: str | None
+) -> dict[Path, str]:
+    """Ingest on a cluster started now, printing each report in order; the errors by file."""
+    from tasks.cluster import dask_client
+    from tasks.ingest import ingest_files
+    from tasks.store import StoreError
+
+    errors = {}
+    with dask_client(dask_address) as client:
+        try:
+            for outcome in ingest_files(files, store, client, spec, partition):
+                if outcome.report:
+                    typer.echo(outcome.report.summary())
+                else:
+                    errors[outcome.path] = outcome.error
+        except StoreError as error:
+            raise typer.BadParameter(str(error), param_hint="--store") from error
+    return errors
 
 
 AllowEmptyOption = Annotated[

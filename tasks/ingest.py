@@ -72,18 +72,6 @@ class IngestOutcome:
     error: str | None = None
 
 
-def unreadable_files(paths: list[Path], spec: DatasetSpec = ZYELL) -> list[IngestOutcome]:
-    """The files that fail the check of their start (missing, not text, an unknown header), each
-    with its error: cheap, so that a bad file is told before any cluster starts."""
-    outcomes = []
-    for path in paths:
-        try:
-            read_head(path, spec)
-        except IngestError as error:
-            outcomes.append(IngestOutcome(path, error=str(error)))
-    return outcomes
-
-
 def ingest_files(
     paths: list[Path],
     store: Path,

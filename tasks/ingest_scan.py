@@ -149,6 +149,19 @@ def read_head(path: Path, spec: DatasetSpec = ZYELL) -> FileHead:
     return FileHead(labelled, header, start, tuple(r.decode("utf-8", errors="replace") for r in rows if r))
 
 
+def unreadable_files(paths: list[Path], spec: DatasetSpec = ZYELL) -> dict[Path, str]:
+    """The files that fail the check of their start (missing, not text, an unknown header), each
+    with its error. Cheap, and light to import: a bad file is told before the cluster, Prefect or
+    Dask are even loaded."""
+    errors = {}
+    for path in paths:
+        try:
+            read_head(path, spec)
+        except IngestError as error:
+            errors[path] = str(error)
+    return errors
+
+
 def _header_of(path: Path, text: bytes, spec: DatasetSpec) -> tuple[bytes, bool]:
     """The header line (empty for a format without one) and whether the file is labelled."""
     if not spec.has_header:
