@@ -51,7 +51,7 @@ def epoch_seconds(
     x, y = in_memory(files, name, prep)
     timings: dict = {"rows": len(y)}
     for mode in ("stream", "memory"):
-        model = build_net(spec, config, len(prep.features))
+        model = build_net(spec, config, prep.width)
         data = make_dataset(files, spec, prep, config.batch_size, 1) if mode == "stream" else None
         per_epoch = []
         for _ in range(epochs + 1):

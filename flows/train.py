@@ -74,7 +74,7 @@ def train_flow(
             Path(store), partitions, config.split, Path(out) / "splits", address, dataset, config.feature_set
         )
         prep_folder = preprocessing_folder(
-            Path(out) / "preprocessing", split.key, config.clip, config.log_transform
+            Path(out) / "preprocessing", split.key, config.clip, config.log_transform, config.one_hot
         )
         prep_dir = fit_preprocessing_task(
             split.files("train"),
@@ -84,6 +84,7 @@ def train_flow(
             dataset,
             config.log_transform,
             config.feature_set,
+            config.one_hot,
         )
     logger.info("split %s (%s): %s", split.key, "reused" if split.reused else "new", split.counts)
     run_dir = Path(out) / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S-%f")

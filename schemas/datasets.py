@@ -45,6 +45,11 @@ class CategoricalColumn:
     def unknown_code(self) -> int:
         return len(self.vocabulary) if self.unknown is None else self.vocabulary.index(self.unknown)
 
+    @property
+    def code_names(self) -> tuple[str, ...]:
+        """One name per code: the vocabulary, then the unknown code's own when it has one."""
+        return self.vocabulary + (("(unknown)",) if self.unknown is None else ())
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -71,6 +76,7 @@ class DatasetSpec:
     day_of_name: Callable[[Path], tuple[int, int] | None] | None = None  # (month, day), for --since
     model_name: str = "nad-fusion"
     log_columns: tuple[str, ...] = ()  # heavy-tailed non-negative features: log1p before the scaler
+    one_hot_columns: tuple[str, ...] = ()  # categorical features given as one 0/1 input per code
     context: ContextSpec | None = None  # the features of feature set `context`; None: `paper` only
 
     def __post_init__(self) -> None:
@@ -78,6 +84,8 @@ class DatasetSpec:
             raise ValueError(f"{self.name}: the label map must reach all of {CLASS_NAMES}")
         if not set(self.log_columns) <= set(self.feature_columns):
             raise ValueError(f"{self.name}: log columns must be features: {self.log_columns}")
+        if not set(self.one_hot_columns) <= {column.name for column in self.categorical}:
+            raise ValueError(f"{self.name}: one-hot columns must be categorical: {self.one_hot_columns}")
 
     @property
     def unlabelled_columns(self) -> tuple[str, ...]:
@@ -253,6 +261,7 @@ NSL_KDD: Final = DatasetSpec(
     partition_checks=_no_checks,
     model_name="nad-fusion-nsl-kdd",
     log_columns=nsl_kdd.HEAVY_TAILED_COLUMNS,
+    one_hot_columns=("protocol_type", "service", "flag"),  # codes of unordered names (README)
 )
 
 DATASETS: Final[dict[str, DatasetSpec]] = {spec.name: spec for spec in (ZYELL, NSL_KDD)}

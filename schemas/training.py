@@ -5,7 +5,8 @@ Two presets, as data:
   weights, threshold 0.5, no transforms), for reproduction;
 - `default`: a schedule that trains well at every scale: Adam 1e-3, a batch sized to the data,
   early stopping with the best weights restored, a floor and a ceiling on gradient steps,
-  `log1p` on the dataset's heavy-tailed columns, and a binary threshold chosen on validation.
+  `log1p` on the dataset's heavy-tailed columns, its one-hot columns as indicators, and a
+  binary threshold chosen on validation.
 
 A config file overrides fields of a preset; unknown keys are refused at every level.
 """
@@ -64,6 +65,7 @@ class TrainConfig(BaseModel):
     split: SplitConfig = SplitConfig()
     clip: float = Field(default=50.0, gt=0)
     log_transform: bool = False  # log1p on the dataset spec's heavy-tailed columns, before the scaler
+    one_hot: bool = False  # the dataset spec's one-hot columns as one 0/1 input per code
     feature_set: Literal["paper", "context"] = "paper"  # context: traffic context (schemas/context.py)
     hidden_units: tuple[int, ...] = (256, 128, 64)
     dropout: float = Field(default=0.1, ge=0, lt=1)
@@ -127,6 +129,7 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
     "paper": {},
     "default": {
         "log_transform": True,
+        "one_hot": True,
         "learning_rate": 1e-3,
         "batch_size": "auto",
         "binary": {"epochs": 100},

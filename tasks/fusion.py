@@ -6,6 +6,7 @@ files plus JSON, and load with Keras' `safe_mode` on; nothing is unpickled.
 """
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,8 @@ def load_members(folder: Path, spec: dict, name: str) -> list:
 def load_keras(path: Path):
     import keras
 
+    # TensorFlow's retracing notes when files are scored side by side are noise to a user
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     return keras.models.load_model(path, compile=False, safe_mode=True)
 
 

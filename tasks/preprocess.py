@@ -1,5 +1,6 @@
 """The paper's preprocessing: the spec's features, each categorical column as a vocabulary index
-(ZYELL: `app`), optionally `log1p` on the spec's heavy-tailed columns, a standard scaler, clipping.
+(ZYELL: `app`), optionally `log1p` on the spec's heavy-tailed columns and the spec's one-hot
+columns as one 0/1 input per code, a standard scaler, clipping.
 
 The scaler is fitted out-of-core on the train split only: each partition contributes its
 count, mean and sum of squared deviations, combined with Chan's parallel formula, which gives
@@ -24,7 +25,7 @@ from tasks.context import frame_context
 from tasks.errors import retry_if_transient
 
 ARTIFACT_NAME = "preprocessing.json"
-ARTIFACT_VERSION = 4  # 4: feature sets; 3: log1p columns; 2: dataset specs; 1: ZYELL only
+ARTIFACT_VERSION = 5  # 5: one-hot columns; 4: feature sets; 3: log1p columns; 2: dataset specs; 1: ZYELL
 
 
 def encode_category(values: pd.Series, column: CategoricalColumn) -> np.ndarray:
@@ -53,6 +54,39 @@ def encode_spec_features(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame
     return encode_features(frame, spec.feature_columns, spec.categorical)
 
 
+def one_hot_blocks(
+    features: tuple[str, ...], categorical: tuple[CategoricalColumn, ...], one_hot: tuple[str, ...]
+) -> dict[int, int]:
+    """Feature index -> number of codes, for each column given as indicators."""
+    by_name = {column.name: column for column in categorical}
+    return {features.index(name): len(by_name[name].code_names) for name in one_hot}
+
+
+def input_names(
+    features: tuple[str, ...], categorical: tuple[CategoricalColumn, ...], one_hot: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The nets' input columns: `features`, each one-hot column replaced by `name=value` columns."""
+    by_name = {column.name: column for column in categorical}
+    names = []
+    for feature in features:
+        codes = by_name[feature].code_names if feature in one_hot else ()
+        names += [f"{feature}={code}" for code in codes] if codes else [feature]
+    return tuple(names)
+
+
+def expand_one_hot(encoded: np.ndarray, blocks: dict[int, int]) -> np.ndarray:
+    """`encoded` with each column of `blocks` replaced, where it stands, by one 0/1 column per code."""
+    if not blocks:
+        return encoded
+    pieces = [
+        encoded[:, [index]]
+        if index not in blocks
+        else encoded[:, [index]] == np.arange(blocks[index], dtype=encoded.dtype)
+        for index in range(encoded.shape[1])
+    ]
+    return np.hstack(pieces).astype(np.float32, copy=False)
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """A fitted scaler with everything needed to apply it to raw rows."""
@@ -66,13 +100,24 @@ class Preprocessing:
     schema_version: str
     log_columns: tuple[str, ...] = ()  # log1p before the scaler; empty in artifacts before version 3
     feature_set: str = "paper"  # `context`: `features` end with the context features (version 4)
+    one_hot: tuple[str, ...] = ()  # given as one 0/1 input per code; empty before version 5
     version: int = ARTIFACT_VERSION
 
     def transform(self, encoded: np.ndarray) -> np.ndarray:
-        """Encoded features (rows x features): log1p on the heavy-tailed columns, scale, clip."""
-        logged = log_columns(encoded, self.log_indices)
-        scaled = (logged - np.asarray(self.means, dtype=np.float32)) / np.asarray(self.stds, dtype=np.float32)
+        """Encoded features (rows x features) to the nets' inputs (rows x width): log1p on the
+        heavy-tailed columns, one-hot columns expanded, scale, clip."""
+        inputs = expand_one_hot(log_columns(encoded, self.log_indices), self.one_hot_blocks)
+        scaled = (inputs - np.asarray(self.means, dtype=np.float32)) / np.asarray(self.stds, dtype=np.float32)
         return np.clip(scaled, -self.clip, self.clip, out=scaled).astype(np.float32, copy=False)
+
+    @property
+    def one_hot_blocks(self) -> dict[int, int]:
+        return one_hot_blocks(self.features, self.categorical, self.one_hot)
+
+    @property
+    def width(self) -> int:
+        """How many inputs the nets take: the features, with one per code of a one-hot column."""
+        return len(self.means)
 
     @property
     def log_indices(self) -> list[int]:
@@ -109,7 +154,9 @@ class Preprocessing:
         if data.get("version") == 2:
             data = {**data, "log_columns": [], "version": 3}
         if data.get("version") == 3:
-            data = {**data, "feature_set": "paper", "version": ARTIFACT_VERSION}
+            data = {**data, "feature_set": "paper", "version": 4}
+        if data.get("version") == 4:
+            data = {**data, "one_hot": [], "version": ARTIFACT_VERSION}
         if data.get("version") != ARTIFACT_VERSION:
             raise ValueError(
                 f"{folder}: preprocessing artifact version {data.get('version')} is not {ARTIFACT_VERSION}"
@@ -163,11 +210,19 @@ def combine_moments(parts: pd.DataFrame, features: int) -> tuple[np.ndarray, np.
     return mean, np.where(std > 0, std, 1.0)  # a constant column is left unscaled, as scikit-learn does
 
 
-def read_features(path: str, features: tuple[str, ...], logged: tuple[str, ...] = ()) -> pd.DataFrame:
-    """One split file's encoded features, with log1p already on the `logged` columns."""
+def read_features(
+    path: str,
+    features: tuple[str, ...],
+    logged: tuple[str, ...] = (),
+    blocks: dict[int, int] | None = None,
+    names: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
+    """One split file's encoded features as the nets' inputs before scaling: log1p already on the
+    `logged` columns, the `blocks` (see `one_hot_blocks`) expanded into the columns `names`."""
     frame = pq.read_table(path, columns=list(features)).to_pandas()
     indices = [features.index(name) for name in logged]
-    return pd.DataFrame(log_columns(frame.to_numpy(dtype=np.float32), indices), columns=list(features))
+    inputs = expand_one_hot(log_columns(frame.to_numpy(dtype=np.float32), indices), blocks or {})
+    return pd.DataFrame(inputs, columns=list(names or features))
 
 
 def fit_preprocessing(
@@ -177,21 +232,27 @@ def fit_preprocessing(
     spec: DatasetSpec = ZYELL,
     log_transform: bool = False,
     feature_set: str = "paper",
+    one_hot: bool = False,
 ) -> Preprocessing:
     """Fit the scaler on the train split's files, one partition per file, after log1p on the
-    spec's heavy-tailed columns when `log_transform`."""
+    spec's heavy-tailed columns when `log_transform`, and with its one-hot columns expanded when
+    `one_hot` (the scaler then standardises each indicator as it does any column)."""
     features = spec.features_of(feature_set)
     logged = spec.log_columns_of(feature_set) if log_transform else ()
-    meta = partition_moments(pd.DataFrame({name: pd.Series(dtype="float32") for name in features}))
+    expanded = spec.one_hot_columns if one_hot else ()
+    names = input_names(features, spec.categorical, expanded)
+    empty = pd.DataFrame({name: pd.Series(dtype="float32") for name in names})
     moments = dd.from_map(
         read_features,
         train_files,
         features=features,
         logged=logged,
-        meta=pd.DataFrame({name: pd.Series(dtype="float32") for name in features}),
-    ).map_partitions(partition_moments, meta=meta)
+        blocks=one_hot_blocks(features, spec.categorical, expanded),
+        names=names,
+        meta=empty,
+    ).map_partitions(partition_moments, meta=partition_moments(empty))
     parts = client.compute(moments, sync=True).reset_index(drop=True)
-    mean, std = combine_moments(parts, len(features))
+    mean, std = combine_moments(parts, len(names))
     return Preprocessing(
         dataset=spec.name,
         features=features,
@@ -202,12 +263,14 @@ def fit_preprocessing(
         schema_version=spec.schema_version,
         log_columns=logged,
         feature_set=feature_set,
+        one_hot=expanded,
     )
 
 
-def preprocessing_folder(root: Path, split_key: str, clip: float, log_transform: bool) -> Path:
+def preprocessing_folder(root: Path, split_key: str, clip: float, log_transform: bool, one_hot: bool) -> Path:
     """Named after everything the fit depends on, so a finished fit is reused and no other is."""
-    return Path(root) / f"{split_key}-clip{clip:g}{'-log1p' if log_transform else ''}"
+    suffixes = ("-log1p" if log_transform else "") + ("-onehot" if one_hot else "")
+    return Path(root) / f"{split_key}-clip{clip:g}{suffixes}"
 
 
 @task(name="fit-preprocessing", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_if_transient)
@@ -219,6 +282,7 @@ def fit_preprocessing_task(
     dataset: str,
     log_transform: bool,
     feature_set: str = "paper",
+    one_hot: bool = False,
 ) -> Path:
     """Prefect task: fit on the train split and write the JSON artifact; returns its folder
     (see `preprocessing_folder`)."""
@@ -226,7 +290,7 @@ def fit_preprocessing_task(
         return out_dir
     with Client(dask_address, set_as_default=False) as client:
         spec = get_dataset(dataset)
-        fitted = fit_preprocessing(train_files, clip, client, spec, log_transform, feature_set)
+        fitted = fit_preprocessing(train_files, clip, client, spec, log_transform, feature_set, one_hot)
     out_dir.mkdir(parents=True, exist_ok=True)
     fitted.save(out_dir)
     return out_dir

@@ -166,7 +166,7 @@ def iterate_batches(
     if rng is not None:
         groups = [groups[i] for i in rng.permutation(len(groups))]
     columns = [*prep.features, "label"]
-    carry_x, carry_y = np.empty((0, len(prep.features)), np.float32), np.empty(0, np.float32)
+    carry_x, carry_y = np.empty((0, prep.width), np.float32), np.empty(0, np.float32)
     for start in range(0, len(groups), ROW_GROUPS_PER_SHUFFLE):
         window = [
             pq.ParquetFile(p).read_row_group(g, columns=columns)
@@ -199,7 +199,7 @@ def make_dataset(
         rng = None if seed is None else np.random.default_rng([seed, next(epochs)])
         yield from iterate_batches(files, spec, prep, batch_size, rng)
 
-    signature = (tf.TensorSpec((None, len(prep.features)), tf.float32), tf.TensorSpec((None,), target))
+    signature = (tf.TensorSpec((None, prep.width), tf.float32), tf.TensorSpec((None,), target))
     batches = -(-sum(pq.ParquetFile(path).metadata.num_rows for path in files) // batch_size)
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(2)
@@ -314,7 +314,7 @@ def train_net(
     counts = spec.class_counts(split.counts["train"])
     schedule = plan_schedule(sum(counts), config, getattr(config, name).epochs)
     weights = class_weights(counts, config.class_weights)
-    model = build_net(spec, config, len(prep.features), member)
+    model = build_net(spec, config, prep.width, member)
     seed = net_seed(spec, config, member)
     train = make_dataset(split.files(spec.train_split), spec, prep, schedule.batch_size, seed)
     validation = make_dataset(split.files(spec.validation_split), spec, prep, schedule.batch_size, None)

@@ -15,12 +15,12 @@ import pytest
 from mlflow import MlflowClient
 from pydantic import ValidationError
 
-from schemas.datasets import ZYELL
+from schemas.datasets import NSL_KDD, ZYELL
 from schemas.firewall import CLASS_NAMES, UNLABELLED_COLUMNS
 from schemas.training import TrainConfig
 from tasks.evaluate import predict_split_file
 from tasks.fusion import FusionModel, load_predictor
-from tasks.preprocess import ARTIFACT_NAME, Preprocessing, fit_preprocessing
+from tasks.preprocess import ARTIFACT_NAME, Preprocessing, expand_one_hot, fit_preprocessing, input_names
 from tasks.split import StorePart
 from tasks.threshold import DEFAULT_THRESHOLD, FusionOutputs, choose_threshold
 from tasks.train import Schedule, class_weights, plan_schedule
@@ -216,6 +216,50 @@ def test_log_transform_is_fitted_on_the_train_split_only(tiny_split, tiny_prep_d
     np.testing.assert_allclose(
         tiny_prep_default.transform(raw)[:, column], np.clip(expected, -50, 50), atol=1e-4
     )
+
+
+# ---------------------------------------------------------------- one-hot categories
+
+
+def test_a_one_hot_column_becomes_one_input_per_code_where_it_stood() -> None:
+    encoded = np.array([[1.5, 2, 7], [3, 0, 8]], dtype=np.float32)
+    np.testing.assert_array_equal(expand_one_hot(encoded, {1: 3}), [[1.5, 0, 0, 1, 7], [3, 1, 0, 0, 8]])
+    names = input_names(NSL_KDD.feature_columns, NSL_KDD.categorical, NSL_KDD.one_hot_columns)
+    codes = {c.name: len(c.vocabulary) + (c.unknown is None) for c in NSL_KDD.categorical}
+    assert len(names) == len(NSL_KDD.feature_columns) - 3 + sum(codes.values())
+    assert names[:5] == ("duration", "protocol_type=tcp", "protocol_type=udp", "protocol_type=icmp",
+                         "protocol_type=(unknown)")  # fmt: skip
+    assert "service=http" in names and "flag=SF" in names and "service" not in names
+
+
+def test_one_hot_scaler_is_fitted_on_the_train_split_only(tmp_path: Path, dask_cluster_client) -> None:
+    """Each indicator is standardised like any column: its mean is the code's share of the train
+    rows, its std sqrt(p (1 - p)); rows of other splits change nothing."""
+    rng = np.random.default_rng(11)
+    features = list(NSL_KDD.feature_columns)
+    services = len(NSL_KDD.categorical[1].vocabulary)
+    frames = []
+    for index in range(2):
+        frame = pd.DataFrame(rng.integers(0, 3, (400, len(features))).astype(np.float32), columns=features)
+        frame["service"] = rng.integers(0, 5 + 20 * index, 400).astype(np.float32)
+        frame.to_parquet(tmp_path / f"part-{index}.parquet")
+        frames.append(frame)
+    fitted = fit_preprocessing(
+        [str(tmp_path / "part-0.parquet")], 50.0, dask_cluster_client, NSL_KDD, one_hot=True
+    )
+    assert fitted.one_hot == NSL_KDD.one_hot_columns and fitted.width == len(fitted.means)
+    share = np.bincount(frames[0]["service"].astype(int), minlength=services + 1)[:services] / 400
+    first = fitted.features.index("service") - 1 + 4  # after protocol_type's four codes
+    np.testing.assert_allclose(fitted.means[first : first + services], share, atol=1e-6)
+    spread = np.sqrt(share * (1 - share))
+    unscaled = np.where(spread > 0, spread, 1.0)
+    np.testing.assert_allclose(fitted.stds[first : first + services], unscaled, atol=1e-6)
+    inputs = fitted.transform(frames[1].to_numpy())
+    assert inputs.shape == (400, fitted.width)
+    service = frames[1]["service"].to_numpy()
+    seen = (service == 2) - share[2]  # a code of the train rows: standardised
+    np.testing.assert_allclose(inputs[:, first + 2], seen / spread[2], atol=1e-5)
+    np.testing.assert_array_equal(inputs[:, first + 7], service == 7)  # unseen in train: mean 0, std 1
 
 
 QUICK_DEFAULT = {
