@@ -18,6 +18,7 @@ from flows.backfill import backfill_flow
 from flows.cli import app
 from schemas.datasets import NSL_KDD, ZYELL
 from schemas.firewall import CLASS_NAMES
+from tasks.fusion import load_predictor
 from tasks.ingest import ingest_file
 from tasks.ingest_parse import read_rows, to_frame, validate_rows
 from tasks.ingest_scan import IngestError
@@ -42,6 +43,7 @@ QUICK = {
     "attack": {"epochs": 6},
     "baseline": {"epochs": 3},
     "batch_size": 128,
+    "one_hot": True,  # NSL-KDD's categories as indicators, as the default preset has them
 }
 
 
@@ -302,6 +304,8 @@ def test_pipeline_flow_backfills_trains_and_scores_nsl_kdd(
     assert [row["partition"] for row in result["backfill"]] == ["fresh", "sample"]
     assert result["training"].split.partitions.keys() == {"file=sample"}
     assert result["training"].tracking.model_name == "nad-fusion-nsl-kdd"
+    fused = load_predictor(Path(result["training"].predictors["fusion"]))
+    assert fused.preprocessing.one_hot == NSL_KDD.one_hot_columns and fused.preprocessing.width == 124
     [scored] = result["scores"]
     assert Path(scored.file).name == "fresh.txt" and scored.report.rows_read == len(lines)
     assert sum(map(sum, scored.report.metrics["confusion"])) == len(lines) - OUT_OF_SCOPE
