@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import tempfile
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -232,7 +233,10 @@ def log_fused_model(run_id: str, fusion_dir: str, example: pd.DataFrame, model_n
 
     configure_mlflow()
     predictions = pd.Series(load_predictor(Path(fusion_dir)).predict(example), name="pred_label").astype(str)
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        # MLflow's hint that integer columns cannot hold nulls is for its own validation; the
+        # model applies the ingest row contract to every request
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
