@@ -17,6 +17,7 @@ MLflow and Prefect state go under --work unless MLFLOW_TRACKING_URI / PREFECT_HO
 """
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -66,8 +67,6 @@ VARIANTS = {
 
 def variant_config(variant: str) -> tuple[str, dict]:
     """A named variant, or a preset with `+FIELD=JSON` overrides."""
-    import json
-
     if variant in VARIANTS:
         return VARIANTS[variant]
     preset, *fields = variant.split("+")
