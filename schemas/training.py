@@ -21,13 +21,22 @@ STRICT = ConfigDict(frozen=True, extra="forbid")
 
 
 class SplitConfig(BaseModel):
-    """80/20 into train+validation and test, then 80/20 of the first part: 64/16/20."""
+    """80/20 into train+validation and test, then 80/20 of the first part: 64/16/20.
+
+    `group` says what moves between splits as a whole:
+    - `row`: each row alone, the paper's split;
+    - `clock`: the rows of one clock block of `group_minutes` of one partition (a day), so that
+      the near-identical rows of one sweep or flood never sit on both sides of a split;
+    - `auto`: `clock` for a dataset with a time column, else `row` (NSL-KDD has no time).
+    """
 
     model_config = STRICT
 
     seed: int = 42
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    group: Literal["row", "clock", "auto"] = "row"
+    group_minutes: int = Field(default=10, gt=0, le=1440)
 
 
 class NetConfig(BaseModel):

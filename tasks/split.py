@@ -1,18 +1,30 @@
 """Exact, stratified, hash-based train/validation/test split of the store, out-of-core.
 
-Every row gets a key: a 64-bit hash of (seed, partition, line). Within each class, rows are ranked
-by key; the lowest-ranked `round(0.2 n)` go to test, the next `round(0.2 (n - n_test))` to
-validation and the rest to train. So each split holds its share of every class to within one
-row, the assignment of a row depends only on the seed, its partition, its line and the class sizes,
-and re-running gives the same split. Only (class, key) pairs are gathered to find the
-per-class thresholds (9 bytes a row); the rows themselves are written partition by partition.
+Row split (`group: row`, the paper's): every row gets a key, a 64-bit hash of (seed, partition,
+line). Within each class, rows are ranked by key; the lowest-ranked `round(0.2 n)` go to test,
+the next `round(0.2 (n - n_test))` to validation and the rest to train. So each split holds its
+share of every class to within one row. Only (class, key) pairs are gathered to find the
+per-class thresholds (9 bytes a row).
+
+Group split (`group: clock`): the rows of one clock block of one partition move together, so
+the near-identical rows of one sweep or flood never sit on both sides (a row split leaks them,
+and flatters the held-out figures, early stopping and the threshold). Only the rows per
+(group, class) are gathered. Groups are taken in the order of a hash of (seed, group), the rarest
+class first: each group holding the class goes to the split furthest below its share of that
+class, so each class ends within one group of its share, unless groups already placed for a
+rarer class carried more of it. Every class must reach every split, or the split fails naming it.
+
+Either way the assignment depends only on the seed, the rows and the config, re-running gives
+the same split, the rows are written partition by partition, and every split file carries each
+row's seed-free `group` id, so that the manifest (`split.json`) tells for any stored row which
+split it was in (`assigned_splits`).
 """
 
 import functools
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -37,7 +49,9 @@ ATTACK_SPLITS = ("train_attack", "validation_attack")
 SPLIT_MANIFEST = "split.json"
 DONE_MARKER = "_SUCCESS"
 ROW_GROUP_ROWS = 65_536
-SPLIT_CODE_VERSION = 2
+SPLIT_CODE_VERSION = 3
+ROW, CLOCK = "row", "clock"
+GROUP_COLUMN = "group"
 CONTEXT_DIR = "_context"  # working files of the context features, removed once the split is written
 
 
@@ -93,6 +107,24 @@ def row_keys(seed: int, partition: int, lines: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
+def split_grouping(cfg: SplitConfig, spec: DatasetSpec) -> str:
+    """`row` or `clock`: `auto` resolved for the dataset; `clock` needs a time column."""
+    if cfg.group == "auto":
+        return CLOCK if spec.time_column else ROW
+    if cfg.group == CLOCK and not spec.time_column:
+        raise SplitError(f"split group 'clock' needs a time column, and {spec.name} has none; use 'row'")
+    return cfg.group
+
+
+def group_ids(partition, lines: np.ndarray, times: np.ndarray | None, minutes: int | None) -> np.ndarray:
+    """A seed-free 64-bit id of each row's group: (partition, line), or (partition, clock block)."""
+    high = np.asarray(partition, dtype=np.uint64) << np.uint64(32)
+    if minutes is None:
+        return high | lines.astype(np.uint64)
+    seconds = times.astype("datetime64[s]").astype(np.int64)
+    return high | (seconds // (60 * minutes)).astype(np.uint64)
+
+
 def read_keys(part: StorePart, seed: int) -> pd.DataFrame:
     spec = get_dataset(part.dataset)
     label = spec.label_column
@@ -103,6 +135,17 @@ def read_keys(part: StorePart, seed: int) -> pd.DataFrame:
             "key": row_keys(seed, part.number, table[LINE_COLUMN].to_numpy()),
         }
     )
+
+
+def read_group_counts(part: StorePart, minutes: int) -> pd.DataFrame:
+    """Rows per (clock group, class) of one store part."""
+    spec = get_dataset(part.dataset)
+    table = pq.read_table(part.path, columns=[spec.label_column, LINE_COLUMN, spec.time_column]).to_pandas()
+    groups = group_ids(
+        part.number, table[LINE_COLUMN].to_numpy(), table[spec.time_column].to_numpy(), minutes
+    )
+    frame = pd.DataFrame({"group": groups, "label": label_codes(table[spec.label_column], spec)})
+    return frame.value_counts().rename("rows").reset_index()
 
 
 def split_sizes(count: int, cfg: SplitConfig) -> tuple[int, int, int]:
@@ -136,20 +179,111 @@ def assign_splits(labels: np.ndarray, keys: np.ndarray, thresholds: dict[int, tu
     return np.where(keys <= test_max, 2, np.where(keys <= validation_max, 1, 0)).astype(np.int8)
 
 
+def group_goals(count: int, cfg: SplitConfig) -> np.ndarray:
+    """(train, validation, test) rows a class should get, at least one each."""
+    return np.maximum(np.array(split_sizes(count, cfg)), 1)
+
+
+def assign_groups(ids: np.ndarray, counts: np.ndarray, cfg: SplitConfig) -> np.ndarray:
+    """0 train, 1 validation, 2 test for each group, given its rows per class (groups x classes)."""
+    order = np.argsort(row_keys(cfg.seed, 0, ids), kind="stable")
+    splits = np.full(len(ids), -1, dtype=np.int8)
+    totals = counts.sum(axis=0)
+    for code in np.argsort(totals, kind="stable"):
+        goals = group_goals(int(totals[code]), cfg)
+        have = np.bincount(splits[splits >= 0], weights=counts[splits >= 0, code], minlength=3)
+        for index in order[(splits[order] < 0) & (counts[order, code] > 0)]:
+            chosen = int(np.argmax((goals - have)[::-1] / goals[::-1]))  # ties: test, then validation
+            splits[index] = 2 - chosen
+            have[2 - chosen] += counts[index, code]
+    return splits
+
+
+def check_group_splits(counts: np.ndarray, splits: np.ndarray, minutes: int) -> None:
+    """Every class in every split, or a SplitError that names the class and why."""
+    for code, name in enumerate(CLASS_NAMES):
+        holding = counts[:, code] > 0
+        missing = [SPLITS[s] for s in range(3) if not counts[holding & (splits == s), code].sum()]
+        if missing:
+            raise SplitError(
+                f"class {name!r} has {int(counts[:, code].sum())} rows in {int(holding.sum())} clock "
+                f"groups of {minutes} min, and whole groups leave {' and '.join(missing)} without it: "
+                "every split needs one; use a smaller group_minutes, more days, or group 'row'"
+            )
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Which split a row goes to: per-class key thresholds (row split) or one split per group."""
+
+    grouping: str
+    seed: int
+    minutes: int | None = None
+    thresholds: dict[int, tuple[int, int]] = field(default_factory=dict)
+    groups: dict[int, int] = field(default_factory=dict)  # group id -> split
+
+    def splits(
+        self, labels: np.ndarray, partition, lines: np.ndarray, times: np.ndarray | None
+    ) -> np.ndarray:
+        if self.grouping == ROW:
+            return assign_splits(labels, row_keys(self.seed, partition, lines), self.thresholds)
+        return self.of_groups(group_ids(partition, lines, times, self.minutes))
+
+    def of_groups(self, ids: np.ndarray) -> np.ndarray:
+        """The split of each group id; -1 for a group the split did not hold."""
+        if not self.groups:
+            return np.full(len(ids), -1, dtype=np.int8)
+        known = np.array(sorted(self.groups), dtype=np.uint64)
+        values = np.array([self.groups[int(g)] for g in known], dtype=np.int8)
+        at = np.minimum(np.searchsorted(known, ids), len(known) - 1)
+        return np.where(known[at] == ids, values[at], -1).astype(np.int8)
+
+    def to_json(self) -> dict:
+        thresholds = {CLASS_NAMES[c]: [str(t) for t in pair] for c, pair in self.thresholds.items()}
+        return {
+            "grouping": self.grouping,
+            "seed": self.seed,
+            "minutes": self.minutes,
+            "thresholds": thresholds,
+            "groups": [[str(g), s] for g, s in sorted(self.groups.items())],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Assignment":
+        thresholds = {CLASS_NAMES.index(n): (int(a), int(b)) for n, (a, b) in data["thresholds"].items()}
+        groups = {int(g): int(s) for g, s in data["groups"]}
+        return cls(data["grouping"], int(data["seed"]), data["minutes"], thresholds, groups)
+
+
+def assigned_splits(manifest: dict, frame: pd.DataFrame) -> np.ndarray:
+    """0 train, 1 validation, 2 test under the split whose `split.json` is `manifest`, for rows of
+    encoded split files (columns label, partition, line, group); -1 for rows of partitions it did
+    not hold. For the champion gate: which rows a model trained or chose on."""
+    assignment = Assignment.from_json(manifest["assignment"])
+    numbers = [StorePart(name, "", manifest["dataset"]).number for name in manifest["partitions"]]
+    held = frame["partition"].isin(numbers).to_numpy()
+    if assignment.grouping == ROW:
+        labels = frame["label"].to_numpy().astype(np.int64)
+        splits = assign_splits(
+            labels, row_keys(assignment.seed, frame["partition"].to_numpy(), frame[LINE_COLUMN].to_numpy()),
+            assignment.thresholds,
+        )  # fmt: skip
+    else:
+        splits = assignment.of_groups(frame[GROUP_COLUMN].to_numpy().astype(np.uint64))
+    return np.where(held, splits, -1).astype(np.int8)
+
+
 def write_split_part(
-    part: StorePart,
-    number: int,
-    context: str | None,
-    seed: int,
-    thresholds: dict[int, tuple[int, int]],
-    out_dir: Path,
+    part: StorePart, number: int, context: str | None, assignment: Assignment, out_dir: Path
 ) -> pd.DataFrame:
     """Encode one store part (with its context features, from `context`, when given) and write
     its rows to their splits; return counts per split and class."""
     spec = get_dataset(part.dataset)
     frame = pq.read_table(part.path).to_pandas()
     labels = label_codes(frame[spec.label_column], spec)
-    splits = assign_splits(labels, row_keys(seed, part.number, frame[LINE_COLUMN].to_numpy()), thresholds)
+    lines = frame[LINE_COLUMN].to_numpy()
+    times = frame[spec.time_column].to_numpy() if spec.time_column else None
+    splits = assignment.splits(labels, part.number, lines, times)
     rows = encode_spec_features(frame, spec)
     if context is not None:
         found = context_columns(Path(context), spec.context.feature_names, frame[LINE_COLUMN].to_numpy())
@@ -157,6 +291,7 @@ def write_split_part(
     rows["label"] = labels
     rows["partition"] = np.uint32(part.number)
     rows[LINE_COLUMN] = frame[LINE_COLUMN].to_numpy(dtype=np.int64)
+    rows[GROUP_COLUMN] = group_ids(part.number, lines, times, assignment.minutes)
     attack = labels != CLASS_NAMES.index(NORMAL)
     name = f"part-{number:05d}.parquet"
     for index, split in enumerate(SPLITS):
@@ -216,6 +351,34 @@ class SplitResult:
         return sorted(str(p) for p in (Path(self.folder) / split).glob("part-*.parquet"))
 
 
+def plan_assignment(
+    parts: list[StorePart], cfg: SplitConfig, spec: DatasetSpec, client: Client
+) -> Assignment:
+    """The assignment of rows to splits: class thresholds of row keys, or one split per clock group."""
+    if split_grouping(cfg, spec) == ROW:
+        meta = pd.DataFrame({"label": pd.Series(dtype="int8"), "key": pd.Series(dtype="uint64")})
+        pairs = client.compute(dd.from_map(read_keys, parts, seed=cfg.seed, meta=meta), sync=True)
+        thresholds = class_thresholds(pairs["label"].to_numpy(), pairs["key"].to_numpy(), cfg)
+        return Assignment(ROW, cfg.seed, thresholds=thresholds)
+    meta = pd.DataFrame(
+        {
+            "group": pd.Series(dtype="uint64"),
+            "label": pd.Series(dtype="int8"),
+            "rows": pd.Series(dtype="int64"),
+        }
+    )
+    found = client.compute(
+        dd.from_map(read_group_counts, parts, minutes=cfg.group_minutes, meta=meta), sync=True
+    )
+    table = found.pivot_table(index="group", columns="label", values="rows", aggfunc="sum", fill_value=0)
+    table = table.reindex(columns=range(len(CLASS_NAMES)), fill_value=0)
+    ids, counts = table.index.to_numpy(dtype=np.uint64), table.to_numpy(dtype=np.int64)
+    splits = assign_groups(ids, counts, cfg)
+    check_group_splits(counts, splits, cfg.group_minutes)
+    groups = {int(g): int(s) for g, s in zip(ids, splits, strict=True)}
+    return Assignment(CLOCK, cfg.seed, cfg.group_minutes, groups=groups)
+
+
 def split_key(hashes: dict[str, str], cfg: SplitConfig, spec: DatasetSpec, feature_set: str = "paper") -> str:
     """Content address of a split: the files' hashes, the config, the schema, the features and
     the code version."""
@@ -249,15 +412,12 @@ def split_store(
     folder = out_root / f"split-{key}"
     if (folder / DONE_MARKER).exists():
         manifest = json.loads((folder / SPLIT_MANIFEST).read_text())
-        manifest.pop("thresholds")
+        manifest.pop("assignment")
         return SplitResult(**manifest, reused=True)
     shutil.rmtree(folder, ignore_errors=True)
     for split in (*SPLITS, *ATTACK_SPLITS):
         (folder / split).mkdir(parents=True)
-    meta = pd.DataFrame({"label": pd.Series(dtype="int8"), "key": pd.Series(dtype="uint64")})
-    pairs = client.compute(dd.from_map(read_keys, parts, seed=cfg.seed, meta=meta), sync=True)
-    thresholds = class_thresholds(pairs["label"].to_numpy(), pairs["key"].to_numpy(), cfg)
-    del pairs
+    assignment = plan_assignment(parts, cfg, spec, client)
     stats_meta = pd.DataFrame(
         {**{c: pd.Series(dtype="int64") for c in CLASS_NAMES}, "split": pd.Series(dtype="str")}
     )
@@ -267,8 +427,7 @@ def split_store(
         parts,
         range(len(parts)),
         contexts,
-        seed=cfg.seed,
-        thresholds=thresholds,
+        assignment=assignment,
         out_dir=folder,
         meta=stats_meta,
     )
@@ -276,7 +435,7 @@ def split_store(
     shutil.rmtree(folder / CONTEXT_DIR, ignore_errors=True)
     counts = {split: {c: int(totals.loc[split, c]) for c in CLASS_NAMES} for split in SPLITS}
     result = SplitResult(folder=str(folder), key=key, dataset=spec.name, partitions=hashes, counts=counts)
-    manifest = {**asdict(result), "thresholds": {CLASS_NAMES[c]: list(t) for c, t in thresholds.items()}}
+    manifest = {**asdict(result), "assignment": assignment.to_json()}
     manifest.pop("reused")
     (folder / SPLIT_MANIFEST).write_text(json.dumps(manifest, indent=2))
     (folder / DONE_MARKER).touch()
