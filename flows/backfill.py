@@ -64,11 +64,14 @@ def backfill_flow(
     dask_address: str | None = None,
     dataset: str = DEFAULT_DATASET,
     allow_empty: bool = False,
+    replace_anyway: bool = False,
 ) -> list[dict]:
     """Ingest the data files of `source` (for ZYELL: MMDD in [since, until]) concurrently.
 
     Partitions whose stored version came from the same file (sha256) are skipped unless
-    `force`. One bad file fails only its own task; the flow then ends Failed, naming it.
+    `force`. One bad file fails only its own task; the flow then ends Failed, naming it. A new
+    version that keeps no row, or under half the stored rows, fails its file unless
+    `replace_anyway`; `allow_empty` also lets a first version keep no row.
     """
     logger = get_run_logger()
     spec = get_dataset(dataset)
@@ -79,7 +82,10 @@ def backfill_flow(
     claim_store(Path(store), dataset)
     with dask_client(dask_address) as client:
         address = client.scheduler.address
-        futures = [ingest_partition.submit(path, Path(store), address, dataset, force) for path in paths]
+        futures = [
+            ingest_partition.submit(path, Path(store), address, dataset, force, replace_anyway, allow_empty)
+            for path in paths
+        ]
         results = [future.result(raise_on_failure=False) for future in futures]
     rows = [backfill_row(path, result) for path, result in zip(paths, results, strict=True)]
     create_table_artifact(rows, key="backfill-summary", description=f"Backfill of {source} into {store}")

@@ -179,6 +179,13 @@ def generate(
 
 
 StoreOption = Annotated[Path, typer.Option(help="The Parquet store (created if missing).")]
+ReplaceAnywayOption = Annotated[
+    bool,
+    typer.Option(
+        "--replace-anyway",
+        help="Replace a stored day even by a version that keeps no row, or under half its rows.",
+    ),
+]
 DaskOption = Annotated[
     str | None,
     typer.Option(
@@ -204,9 +211,14 @@ def ingest(
     ] = None,
     dataset: DatasetOption = DatasetChoice.zyell,
     dask_address: DaskOption = None,
+    replace_anyway: ReplaceAnywayOption = False,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Store a new day even when it keeps no row.")
+    ] = False,
 ) -> None:
     """Validate data files and write them to the store; bad rows go to quarantine with the reason,
-    rows with labels outside the five classes are set aside as out of scope."""
+    rows with labels outside the five classes are set aside as out of scope. A new version that
+    keeps no row, or under half the stored version's rows, replaces nothing."""
     from tasks.ingest_scan import unreadable_files
 
     if partition is not None and len(files) > 1:
@@ -215,7 +227,7 @@ def ingest(
     errors = unreadable_files(files, spec)
     readable = [path for path in files if path not in errors]
     if readable:
-        errors |= ingest_readable(readable, store, spec, partition, dask_address)
+        errors |= ingest_readable(readable, store, spec, partition, dask_address, replace_anyway, allow_empty)
     for path in files:
         if path in errors:
             typer.echo(f"error: {errors[path]}", err=True)
@@ -224,7 +236,13 @@ def ingest(
 
 
 def ingest_readable(
-    files: list[Path], store: Path, spec: DatasetSpec, partition: str | None, dask_address: str | None
+    files: list[Path],
+    store: Path,
+    spec: DatasetSpec,
+    partition: str | None,
+    dask_address: str | None,
+    replace_anyway: bool = False,
+    allow_empty: bool = False,
 ) -> dict[Path, str]:
     """Ingest on a cluster started now, printing each report in order; the errors by file."""
     from tasks.cluster import dask_client
@@ -234,7 +252,10 @@ def ingest_readable(
     errors = {}
     with dask_client(dask_address) as client:
         try:
-            for outcome in ingest_files(files, store, client, spec, partition):
+            found = ingest_files(
+                files, store, client, spec, partition, replace_anyway=replace_anyway, allow_empty=allow_empty
+            )
+            for outcome in found:
                 if outcome.report:
                     typer.echo(outcome.report.summary())
                 else:
@@ -247,7 +268,9 @@ def ingest_readable(
 AllowEmptyOption = Annotated[
     bool,
     typer.Option(
-        "--allow-empty", help="Succeed without ingesting when no file matches (a quiet day); else an error."
+        "--allow-empty",
+        help="Succeed without ingesting when no file matches (a quiet day), and store a new day "
+        "that keeps no row; else an error.",
     ),
 ]
 
@@ -266,14 +289,16 @@ def backfill(
     dataset: DatasetOption = DatasetChoice.zyell,
     dask_address: DaskOption = None,
     allow_empty: AllowEmptyOption = False,
+    replace_anyway: ReplaceAnywayOption = False,
 ) -> None:
     """Prefect flow: ingest every new or changed file of SOURCE_DIR, concurrently."""
     from flows.backfill import BackfillFailed, backfill_flow, is_failed
 
     try:
         rows = run_flow(
-            backfill_flow, source, store, since, until, force, dask_address, dataset.value, allow_empty
-        )
+            backfill_flow,
+            source, store, since, until, force, dask_address, dataset.value, allow_empty, replace_anyway,
+        )  # fmt: skip
     except BackfillFailed as failed:
         echo_backfill_rows([row for row in failed.rows if not is_failed(row)])
         raise

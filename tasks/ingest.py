@@ -27,7 +27,16 @@ from tasks.ingest_report import IngestReport, build_report, unchanged_report
 from tasks.ingest_scan import DEFAULT_BLOCKSIZE, IngestError, read_head, resolve_partition, scan_file
 from tasks.ingest_write import staged_version, write_partitions
 from tasks.progress import Progress
-from tasks.store import REPORT_NAME, claim_store, commit_stage, part_lock, read_report, recover_part
+from tasks.store import (
+    REPORT_NAME,
+    VersionRefused,
+    check_new_version,
+    claim_store,
+    commit_stage,
+    part_lock,
+    read_report,
+    recover_part,
+)
 
 
 def ingest_file(
@@ -38,11 +47,15 @@ def ingest_file(
     partition: str | None = None,
     blocksize: int = DEFAULT_BLOCKSIZE,
     skip_unchanged: bool = False,
+    replace_anyway: bool = False,
+    allow_empty: bool = False,
 ) -> IngestReport:
     """Ingest one file into `store` as one partition, replacing that partition atomically.
 
     With `skip_unchanged`, a partition whose stored version came from a file with the same
-    sha256 is left alone and its stored report is returned with status "skipped".
+    sha256 is left alone and its stored report is returned with status "skipped". A version
+    that keeps no row, or far fewer than the stored one, is refused (`check_new_version`)
+    unless `replace_anyway` (or, for a first version, `allow_empty`).
     """
     started = clock.perf_counter()
     claim_store(store, spec.name)
@@ -58,6 +71,13 @@ def ingest_file(
             stats = write_partitions(plan_blocks(scan, key, spec), stage, client, progress)
             progress.finish()
             report = build_report(scan, spec, key, stats, previous, started)
+            stored_kept = previous["rows_kept"] if previous else None
+            try:
+                check_new_version(
+                    part, report.rows_kept, report.rows_quarantined, stored_kept, replace_anyway, allow_empty
+                )
+            except VersionRefused as refused:
+                raise IngestError(f"{path}: {refused}") from refused
             (stage.data / REPORT_NAME).write_text(json.dumps(asdict(report), indent=2))
             commit_stage(store, part, stage)
     return report
@@ -80,13 +100,17 @@ def ingest_files(
     partition: str | None = None,
     blocksize: int = DEFAULT_BLOCKSIZE,
     concurrency: int = 2,
+    replace_anyway: bool = False,
+    allow_empty: bool = False,
 ) -> Iterator[IngestOutcome]:
     """Ingest several files on one cluster, a few at a time so that one file's scan overlaps
     another's parsing. Outcomes come back in the order of `paths`; a bad file stops only itself."""
 
     def one(path: Path) -> IngestOutcome:
         try:
-            report = ingest_file(path, store, client, spec, partition, blocksize)
+            report = ingest_file(
+                path, store, client, spec, partition, blocksize, False, replace_anyway, allow_empty
+            )
             return IngestOutcome(path, report=report)
         except IngestError as error:
             return IngestOutcome(path, error=str(error))
@@ -140,8 +164,22 @@ def check_one_file_per_name(files: list[Path]) -> None:
     task_run_name="ingest-{path.name}",
 )
 def ingest_partition(
-    path: Path, store: Path, dask_address: str, dataset: str = DEFAULT_DATASET, force: bool = False
+    path: Path,
+    store: Path,
+    dask_address: str,
+    dataset: str = DEFAULT_DATASET,
+    force: bool = False,
+    replace_anyway: bool = False,
+    allow_empty: bool = False,
 ) -> IngestReport:
     """Prefect task: ingest one file on the given Dask cluster, skipping unchanged partitions."""
     with Client(dask_address, set_as_default=False) as client:
-        return ingest_file(path, store, client, get_dataset(dataset), skip_unchanged=not force)
+        return ingest_file(
+            path,
+            store,
+            client,
+            get_dataset(dataset),
+            skip_unchanged=not force,
+            replace_anyway=replace_anyway,
+            allow_empty=allow_empty,
+        )

@@ -19,6 +19,12 @@ either the previous version or the new one, never a mix. Every writer opens the 
 `claim_store`, which recovers each partition that a dead writer left behind; a partition whose
 lock is held belongs to a live writer and is left to it. Readers skip names that start with
 `_` or `.`.
+
+A new version never silently empties a stored partition (`check_new_version`, the one home of
+this rule): it is refused, before its commit point, when it keeps no row, or fewer than half
+(`MIN_KEPT_SHARE`) of the rows the stored version keeps, unless `replace_anyway`; the first
+version of a partition that keeps no row is refused unless `allow_empty`. A refused version
+is never committed, so nothing of the stored one moves to `.trash`.
 """
 
 import fcntl
@@ -36,10 +42,41 @@ OUT_OF_SCOPE_DIR = "_out_of_scope"
 DATASET_FILE = "_dataset.json"
 REPORT_NAME = "_report.json"
 STAGING_DIR, JOURNAL_DIR, TRASH_DIR, LOCKS_DIR = ".staging", ".journal", ".trash", ".locks"
+MIN_KEPT_SHARE = 0.5  # a new version keeping less than this share of the stored one's rows is refused
 
 
 class StoreError(ValueError):
     """The store holds another dataset, or not what was asked for."""
+
+
+class VersionRefused(ValueError):
+    """A new version of a partition that would lose the stored rows; nothing was replaced."""
+
+
+def check_new_version(
+    part: str,
+    kept: int,
+    quarantined: int,
+    stored_kept: int | None,
+    replace_anyway: bool = False,
+    allow_empty: bool = False,
+) -> None:
+    """Refuse a new version of `part` that keeps `kept` rows, against `stored_kept` rows of the
+    stored version (None: no stored version): one that keeps no row, or fewer than
+    MIN_KEPT_SHARE of the stored rows, unless `replace_anyway`; a first version that keeps no
+    row, unless `allow_empty`. Call before the commit point."""
+    if stored_kept is None or stored_kept == 0:
+        if kept == 0 and not (allow_empty or (stored_kept == 0 and replace_anyway)):
+            raise VersionRefused(
+                f"{part}: keeps no row ({quarantined:,} quarantined); nothing stored "
+                "(--allow-empty to store it)"
+            )
+        return
+    if kept < stored_kept * MIN_KEPT_SHARE and not replace_anyway:
+        raise VersionRefused(
+            f"{part}: the new version keeps {kept:,} rows against {stored_kept:,} stored; "
+            "nothing replaced (--replace-anyway to override)"
+        )
 
 
 def part_dir(store: Path, part: str) -> Path:

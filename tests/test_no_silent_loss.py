@@ -1,0 +1,148 @@
+"""Nothing lost, nothing misleading (issue 20): a re-ingest that keeps far fewer rows never
+replaces a stored day, and every damaged input is named in one `error:` line. Each case runs
+the real `nad` in a subprocess, with bad inputs of its own."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from schemas.firewall import COLUMNS
+from tasks.store import TRASH_DIR, part_dir, read_report, stored_parts
+
+REPO = Path(__file__).resolve().parents[1]
+NAD = Path(sys.executable).parent / "nad"
+NAME, DAY = "1203_firewall.csv", "day=2020-12-03"
+
+
+@pytest.fixture(scope="module")
+def plain_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The environment of a `nad` subprocess that runs no flow (ingest, evaluate, incidents)."""
+    return {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def nad(env: dict, *args: object, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(NAD), *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one `error:` line of a failed command: a non-zero exit and no traceback."""
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Traceback" not in output, output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def succeeded(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    return result
+
+
+def broken(source: Path, target: Path, column: str, value: str, share: float = 1.0) -> Path:
+    """A copy of a day file whose first `share` of rows carry `value` in `column`."""
+    lines = source.read_text().splitlines()
+    index, bad = COLUMNS.index(column), round((len(lines) - 1) * share)
+    for number in range(1, bad + 1):
+        fields = lines[number].split(",")
+        fields[index] = value
+        lines[number] = ",".join(fields)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(lines) + "\n")
+    return target
+
+
+def stored_rows(store: Path) -> int:
+    return len(pd.read_parquet(part_dir(store, DAY)))
+
+
+def trash(store: Path) -> list[Path]:
+    return list((store / TRASH_DIR).glob("*")) if (store / TRASH_DIR).exists() else []
+
+
+# ---------------------------------------------------------------- 1. a re-ingest never empties a good day
+
+
+@pytest.fixture
+def good_store(plain_env: dict, tiny_dir: Path, tiny_days, tmp_path: Path) -> Path:
+    store = tmp_path / "store"
+    succeeded(nad(plain_env, "ingest", tiny_dir / NAME, "--store", store))
+    return store
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("proto", "300"), ("duration", "-5"), ("src", "fe80::1")], ids=str
+)
+def test_a_reingest_that_keeps_no_row_replaces_nothing(
+    plain_env: dict, good_store: Path, tiny_dir: Path, tmp_path: Path, column: str, value: str
+) -> None:
+    stored = read_report(good_store, DAY)["rows_kept"]
+    bad = broken(tiny_dir / NAME, tmp_path / "bad" / NAME, column, value)
+    result = nad(plain_env, "ingest", bad, "--store", good_store)
+    assert error_line(result) == (
+        f"error: {bad}: {DAY}: the new version keeps 0 rows against {stored:,} stored; "
+        "nothing replaced (--replace-anyway to override)"
+    )
+    assert stored_rows(good_store) == stored and read_report(good_store, DAY)["rows_kept"] == stored
+    assert trash(good_store) == []
+    assert not list((good_store / ".staging").glob("*"))
+
+
+def test_a_reingest_that_keeps_under_half_is_refused_and_over_half_replaces(
+    plain_env: dict, good_store: Path, tiny_dir: Path, tmp_path: Path
+) -> None:
+    stored = read_report(good_store, DAY)["rows_kept"]
+    under = broken(tiny_dir / NAME, tmp_path / "under" / NAME, "proto", "300", share=0.6)
+    kept = stored - round(stored * 0.6)
+    assert f"keeps {kept:,} rows against {stored:,} stored" in error_line(
+        nad(plain_env, "ingest", under, "--store", good_store)
+    )
+    assert stored_rows(good_store) == stored
+    over = broken(tiny_dir / NAME, tmp_path / "over" / NAME, "proto", "300", share=0.4)
+    succeeded(nad(plain_env, "ingest", over, "--store", good_store))
+    assert stored_rows(good_store) == stored - round(stored * 0.4)
+
+
+def test_replace_anyway_overrides(plain_env: dict, good_store: Path, tiny_dir: Path, tmp_path: Path) -> None:
+    bad = broken(tiny_dir / NAME, tmp_path / "bad" / NAME, "proto", "300")
+    succeeded(nad(plain_env, "ingest", bad, "--store", good_store, "--replace-anyway"))
+    assert stored_rows(good_store) == 0 and read_report(good_store, DAY)["rows_kept"] == 0
+
+
+def test_a_first_ingest_that_keeps_no_row_fails_unless_allowed(
+    plain_env: dict, tiny_dir: Path, tiny_days, tmp_path: Path
+) -> None:
+    bad = broken(tiny_dir / NAME, tmp_path / "bad" / NAME, "duration", "-5")
+    store = tmp_path / "store"
+    rows = len(bad.read_text().splitlines()) - 1
+    assert error_line(nad(plain_env, "ingest", bad, "--store", store)) == (
+        f"error: {bad}: {DAY}: keeps no row ({rows:,} quarantined); "
+        "nothing stored (--allow-empty to store it)"
+    )
+    assert stored_parts(store) == []
+    succeeded(nad(plain_env, "ingest", bad, "--store", store, "--allow-empty"))
+    assert stored_parts(store) == [DAY] and stored_rows(store) == 0
+
+
+def test_backfill_refuses_the_emptying_version_unless_replace_anyway(
+    good_store: Path, tiny_dir: Path, tmp_path: Path, prefect_harness
+) -> None:
+    from flows.backfill import BackfillFailed, backfill_flow
+
+    stored = read_report(good_store, DAY)["rows_kept"]
+    bad = broken(tiny_dir / NAME, tmp_path / "source" / NAME, "proto", "300")
+    with pytest.raises(BackfillFailed, match=f"keeps 0 rows against {stored:,} stored; nothing replaced"):
+        backfill_flow(bad.parent, good_store)
+    assert stored_rows(good_store) == stored and trash(good_store) == []
+    rows = backfill_flow(bad.parent, good_store, replace_anyway=True)
+    assert [row["kept"] for row in rows] == [0] and stored_rows(good_store) == 0
