@@ -185,7 +185,11 @@ def group_goals(count: int, cfg: SplitConfig) -> np.ndarray:
 
 
 def assign_groups(ids: np.ndarray, counts: np.ndarray, cfg: SplitConfig) -> np.ndarray:
-    """0 train, 1 validation, 2 test for each group, given its rows per class (groups x classes)."""
+    """0 train, 1 validation, 2 test for each group, given its rows per class (groups x classes).
+
+    Rarest class first; its groups in the order of the seed's hash, each to a split that holds
+    none of the class yet (train, then test, then validation), else to the split furthest below
+    its share. A class of three episodes trains on one, chosen by the seed, and holds out two."""
     order = np.argsort(row_keys(cfg.seed, 0, ids), kind="stable")
     splits = np.full(len(ids), -1, dtype=np.int8)
     totals = counts.sum(axis=0)
@@ -193,10 +197,18 @@ def assign_groups(ids: np.ndarray, counts: np.ndarray, cfg: SplitConfig) -> np.n
         goals = group_goals(int(totals[code]), cfg)
         have = np.bincount(splits[splits >= 0], weights=counts[splits >= 0, code], minlength=3)
         for index in order[(splits[order] < 0) & (counts[order, code] > 0)]:
-            chosen = int(np.argmax((goals - have)[::-1] / goals[::-1]))  # ties: test, then validation
-            splits[index] = 2 - chosen
-            have[2 - chosen] += counts[index, code]
+            chosen = next_split(goals, have)
+            splits[index] = chosen
+            have[chosen] += counts[index, code]
     return splits
+
+
+def next_split(goals: np.ndarray, have: np.ndarray) -> int:
+    """The split the next group of a class goes to."""
+    for split in (0, 2, 1):
+        if have[split] == 0:
+            return split
+    return 2 - int(np.argmax((goals - have)[::-1]))  # ties: test, then validation
 
 
 def check_group_splits(counts: np.ndarray, splits: np.ndarray, minutes: int) -> None:
