@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from schemas.datasets import DEFAULT_DATASET
+from schemas.datasets import DEFAULT_DATASET, get_dataset
 from schemas.training import TrainConfig
 from tasks.cluster import dask_client
 from tasks.evaluate import evaluate_predictors_task
@@ -65,7 +65,7 @@ def train_flow(
     The split and the preprocessing are content-addressed by the files' sha256s and the
     config, so a re-run after a crash reuses them.
     """
-    config = config or TrainConfig.from_preset("default")
+    config = (config or TrainConfig.from_preset("default")).for_dataset(get_dataset(dataset))
     logger = get_run_logger()
     configure_tensorflow()
     with dask_client(dask_address) as client:

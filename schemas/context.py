@@ -13,6 +13,7 @@ from typing import Final
 
 # `paper`: the paper's features only; `context`: those and the dataset's `ContextSpec` features.
 FEATURE_SETS: Final[tuple[str, ...]] = ("paper", "context")
+AUTO_FEATURE_SET: Final[str] = "auto"  # `context` where the dataset declares it, else `paper`
 
 # Count tables are kept per clock hour; every bucket lies inside one.
 PARTITION_SECONDS: Final[int] = 3600

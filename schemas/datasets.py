@@ -17,7 +17,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from schemas import firewall, nsl_kdd
-from schemas.context import FEATURE_SETS, ZYELL_CONTEXT, ContextSpec
+from schemas.context import AUTO_FEATURE_SET, FEATURE_SETS, ZYELL_CONTEXT, ContextSpec
 from schemas.firewall import CLASS_NAMES
 
 DEFAULT_DATASET: Final[str] = "zyell"
@@ -95,11 +95,18 @@ class DatasetSpec:
     def feature_columns(self) -> tuple[str, ...]:
         return tuple(c for c in self.unlabelled_columns if c not in self.identifier_columns)
 
+    def feature_set_of(self, asked: str) -> str:
+        """`asked`, with `auto` resolved: `context` where the dataset declares context features."""
+        if asked == AUTO_FEATURE_SET:
+            return "context" if self.context else "paper"
+        if asked not in FEATURE_SETS:
+            known = ", ".join((*FEATURE_SETS, AUTO_FEATURE_SET))
+            raise ValueError(f"unknown feature set {asked!r}; known: {known}")
+        return asked
+
     def context_of(self, feature_set: str) -> ContextSpec | None:
         """The context features that `feature_set` adds to the paper's (`paper`: none)."""
-        if feature_set not in FEATURE_SETS:
-            raise ValueError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
-        if feature_set == "paper":
+        if self.feature_set_of(feature_set) == "paper":
             return None
         if self.context is None:
             raise ValueError(f"{self.name} declares no context features; its feature set is 'paper'")

@@ -13,9 +13,12 @@ A config file overrides fields of a preset; unknown keys are refused at every le
 
 import json
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from schemas.datasets import DatasetSpec
 
 STRICT = ConfigDict(frozen=True, extra="forbid")
 
@@ -37,6 +40,12 @@ class SplitConfig(BaseModel):
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     group: Literal["row", "clock", "auto"] = "row"
     group_minutes: int = Field(default=10, gt=0, le=1440)
+
+    def for_dataset(self, spec: "DatasetSpec") -> "SplitConfig":
+        """`auto` resolved: `clock` where the dataset has a time column, else `row`."""
+        if self.group != "auto":
+            return self
+        return self.model_copy(update={"group": "clock" if spec.time_column else "row"})
 
 
 class NetConfig(BaseModel):
@@ -75,7 +84,8 @@ class TrainConfig(BaseModel):
     clip: float = Field(default=50.0, gt=0)
     log_transform: bool = False  # log1p on the dataset spec's heavy-tailed columns, before the scaler
     one_hot: bool = False  # the dataset spec's one-hot columns as one 0/1 input per code
-    feature_set: Literal["paper", "context"] = "paper"  # context: traffic context (schemas/context.py)
+    # context: traffic context (schemas/context.py); auto: context where the dataset declares it
+    feature_set: Literal["paper", "context", "auto"] = "paper"
     hidden_units: tuple[int, ...] = (256, 128, 64)
     dropout: float = Field(default=0.1, ge=0, lt=1)
     learning_rate: float = Field(default=1e-4, gt=0)
@@ -100,6 +110,12 @@ class TrainConfig(BaseModel):
         if isinstance(self.batch_size, int) and self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive or 'auto', not {self.batch_size}")
         return self
+
+    def for_dataset(self, spec: "DatasetSpec") -> "TrainConfig":
+        """This config with its `auto` choices resolved for `spec`: the feature set, and the split
+        group (`clock` where the dataset has a time column)."""
+        feature_set = spec.feature_set_of(self.feature_set)
+        return self.model_copy(update={"feature_set": feature_set, "split": self.split.for_dataset(spec)})
 
     @classmethod
     def from_preset(cls, name: str = "default", overrides: dict[str, Any] | None = None) -> "TrainConfig":

@@ -109,11 +109,10 @@ def row_keys(seed: int, partition: int, lines: np.ndarray) -> np.ndarray:
 
 def split_grouping(cfg: SplitConfig, spec: DatasetSpec) -> str:
     """`row` or `clock`: `auto` resolved for the dataset; `clock` needs a time column."""
-    if cfg.group == "auto":
-        return CLOCK if spec.time_column else ROW
-    if cfg.group == CLOCK and not spec.time_column:
+    group = cfg.for_dataset(spec).group
+    if group == CLOCK and not spec.time_column:
         raise SplitError(f"split group 'clock' needs a time column, and {spec.name} has none; use 'row'")
-    return cfg.group
+    return group
 
 
 def group_ids(partition, lines: np.ndarray, times: np.ndarray | None, minutes: int | None) -> np.ndarray:
