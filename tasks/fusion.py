@@ -7,6 +7,7 @@ files plus JSON, and load with Keras' `safe_mode` on; nothing is unpickled.
 
 import json
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ import pandas as pd
 from prefect import task
 
 from schemas.firewall import CLASS_NAMES
-from tasks.preprocess import Preprocessing
+from tasks.errors import QUOTE_LIMIT, ModelError, clip, message_of, quote
+from tasks.preprocess import ARTIFACT_NAME, Preprocessing
 
 PREDICTOR_FILE = "predictor.json"
 PREDICT_BATCH = 65_536
@@ -51,7 +53,19 @@ def save_members(folder: Path, name: str, members: list) -> list[str]:
 
 
 def load_members(folder: Path, spec: dict, name: str) -> list:
-    return [load_keras(folder / file) for file in member_files(spec, name)]
+    return [load_model_file(folder / file) for file in member_files(spec, name)]
+
+
+def load_model_file(path: Path):
+    """A net of a saved predictor, or a ModelError naming its file and why it cannot be used."""
+    if not path.is_file():
+        raise ModelError(f"{path}: missing" if not path.exists() else f"{path}: not a file")
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: cannot be loaded: not a .keras (zip) file")
+    try:
+        return load_keras(path)
+    except Exception as error:  # Keras raises what its format's readers raise
+        raise ModelError(f"{path}: cannot be loaded: {reason_of(error)}") from error
 
 
 def load_keras(path: Path):
@@ -123,7 +137,7 @@ class FusionModel(Predictor):
     @classmethod
     def load(cls, folder: Path, spec: dict) -> "FusionModel":
         binary, attack = load_members(folder, spec, "binary"), load_members(folder, spec, "attack")
-        return cls(Preprocessing.load(folder), binary, attack, spec["threshold"])
+        return cls(load_preprocessing(folder), binary, attack, spec["threshold"])
 
 
 def set_threshold(folder: Path, threshold: float) -> None:
@@ -155,17 +169,57 @@ class BaselineModel(Predictor):
 
     @classmethod
     def load(cls, folder: Path, spec: dict) -> "BaselineModel":
-        return cls(Preprocessing.load(folder), load_members(folder, spec, "baseline"))
+        return cls(load_preprocessing(folder), load_members(folder, spec, "baseline"))
 
 
 def load_predictor(folder: Path) -> FusionModel | BaselineModel:
-    """A saved fusion or baseline predictor."""
+    """A saved fusion or baseline predictor, checked as it loads: `predictor.json` is valid, with
+    a known kind and (fusion) a threshold in (0, 1), and every file it needs is there and loads
+    (Keras with `safe_mode`). A failure is a ModelError naming the model file and why."""
     folder = Path(folder)
-    spec = json.loads((folder / PREDICTOR_FILE).read_text())
+    spec = read_predictor_spec(folder / PREDICTOR_FILE)
     kinds = {FusionModel.kind: FusionModel, BaselineModel.kind: BaselineModel}
-    if spec.get("kind") not in kinds:
-        raise ValueError(f"{folder}: unknown predictor kind {spec.get('kind')!r}")
     return kinds[spec["kind"]].load(folder, spec)
+
+
+def read_predictor_spec(path: Path) -> dict:
+    """`predictor.json`, checked: JSON, a known kind, and a fusion's threshold in (0, 1)."""
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise ModelError(f"{path}: missing") from error
+    except json.JSONDecodeError as error:
+        raise ModelError(f"{path}: not valid JSON (line {error.lineno})") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelError(f"{path}: cannot be read: {reason_of(error)}") from error
+    if not isinstance(spec, dict) or spec.get("kind") not in (FusionModel.kind, BaselineModel.kind):
+        kind = spec.get("kind") if isinstance(spec, dict) else None
+        raise ModelError(f"{path}: unknown predictor kind {quote(kind)}")
+    threshold = spec.get("threshold")
+    if spec["kind"] == FusionModel.kind and not is_probability(threshold):
+        raise ModelError(f"{path}: threshold {clip(json.dumps(threshold))} is outside (0, 1)")
+    return spec
+
+
+def is_probability(value: object) -> bool:
+    """A number strictly between 0 and 1 (not a bool, not NaN)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1
+
+
+def load_preprocessing(folder: Path) -> Preprocessing:
+    """The predictor's preprocessing, or a ModelError naming its file."""
+    path = Path(folder) / ARTIFACT_NAME
+    if not path.is_file():
+        raise ModelError(f"{path}: missing")
+    try:
+        return Preprocessing.load(folder)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelError(f"{path}: cannot be loaded: {reason_of(error)}") from error
+
+
+def reason_of(error: BaseException) -> str:
+    """Why a model file failed, without its name again (an OSError's message names it)."""
+    return error.strerror if isinstance(error, OSError) and error.strerror else message_of(error, QUOTE_LIMIT)
 
 
 def assemble_predictors(

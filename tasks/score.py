@@ -37,8 +37,8 @@ from schemas.context import ContextSpec
 from schemas.datasets import DatasetSpec, get_dataset, plain_name
 from schemas.firewall import CLASS_NAMES, NORMAL
 from tasks.context import ContextTables, build_tables, context_features, valid_rows, write_arrow
-from tasks.errors import InputError, ModelError, message_about, retry_if_transient
-from tasks.fusion import PREDICTOR_FILE, load_predictor
+from tasks.errors import InputError, ModelError, message_about, message_of, retry_if_transient
+from tasks.fusion import PREDICTOR_FILE, load_predictor, load_preprocessing
 from tasks.incidents import (
     PREDICTED,
     PREDICTIONS_SUFFIX,
@@ -59,7 +59,6 @@ from tasks.ingest_parse import (
 )
 from tasks.ingest_scan import read_head, resolve_partition, scan_file
 from tasks.metrics import confusion_matrix, evaluate_confusion
-from tasks.preprocess import Preprocessing
 from tasks.progress import Progress
 from tasks.tracking import CHAMPION, HEADLINE, configure_mlflow, log_evaluation_run
 from tasks.voting import Vote, check_votable, vote_by_source
@@ -124,7 +123,7 @@ def pyfunc_predictor(local: Path) -> Path:
 
 def check_model_dataset(folder: Path, spec: DatasetSpec, model: str) -> None:
     """Refuse a model trained on another dataset than the files to score."""
-    trained_on = Preprocessing.load(folder).dataset
+    trained_on = load_preprocessing(folder).dataset
     if trained_on != spec.name:
         raise ModelError(
             f"{model} was trained on {trained_on}, not {spec.name}; "
@@ -145,6 +144,10 @@ def read_truth(path: Path, spec: DatasetSpec) -> np.ndarray:
     convert = pacsv.ConvertOptions(column_types={label: arrow.string()}, include_columns=[label])
     try:
         labels = pacsv.read_csv(path, read, convert_options=convert)[label].to_pandas()
+    except KeyError as error:  # pyarrow's ArrowKeyError: the header lacks the label column
+        raise InputError(
+            f"{path}: no {label!r} column in its header; not a {spec.name} truth file"
+        ) from error
     except arrow.ArrowInvalid as error:
         raise InputError(f"{path}: not a {spec.name} truth file ({str(error).splitlines()[0]})") from error
     return label_codes(labels, spec)
@@ -276,6 +279,8 @@ def score_file(
                 out["pred_label"] = np.asarray(CLASS_NAMES, dtype=object)[codes]
                 out["attack_probability"] = probability.astype(np.float32)
                 yield out
+        if not counts["kept"]:  # before the predictions file replaces anything
+            raise InputError(f"{path}: no row kept ({no_row_kept(counts)}); nothing scored")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{stem}.predictions.parquet"
@@ -315,6 +320,12 @@ def score_file(
         )
     (out_dir / f"{stem}.summary.json").write_text(json.dumps(asdict(report), indent=2))
     return report
+
+
+def no_row_kept(counts: dict[str, int]) -> str:
+    """Where the rows of a file that kept none went: `1,633 quarantined[, 2 out of scope]`."""
+    outside = f", {counts['out_of_scope']:,} out of scope" if counts["out_of_scope"] else ""
+    return f"{counts['quarantined']:,} quarantined{outside}"
 
 
 def vote_in_place(predictions: Path, vote: Vote, spec: DatasetSpec) -> pd.DataFrame:
@@ -404,14 +415,30 @@ def truth_file(predictions: Path, truth_dir: Path) -> Path:
     return matches[0]
 
 
+def rows_scored(predictions: Path) -> int:
+    """The data lines of the file that `predictions` was scored from, as its summary counts them."""
+    summary = predictions.with_name(predictions.name.removesuffix(PREDICTIONS_SUFFIX) + ".summary.json")
+    if not summary.is_file():
+        raise InputError(
+            f"{summary}: missing; it tells how many labels the truth of {predictions.name} needs"
+        )
+    try:
+        return int(json.loads(summary.read_text())["rows_read"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{summary}: not a summary of nad score ({message_of(error)})") from error
+
+
 def prediction_confusion(predictions: Path, truth_dir: Path, spec: DatasetSpec) -> np.ndarray:
-    """Confusion of a predictions file against the truth file of the same name."""
+    """Confusion of a predictions file against the truth file of the same name, which must hold
+    one label per data line of the scored file, as for `nad score --truth`."""
     table = pq.read_table(predictions, columns=[LINE_COLUMN, "pred_label"])
     source = truth_file(predictions, truth_dir)
     truth, rows = read_truth(source, spec), table[LINE_COLUMN].to_numpy() - spec.first_data_line
-    if len(rows) and rows.max() >= len(truth):
-        last = rows.max() + spec.first_data_line
-        raise InputError(f"{source}: {len(truth):,} labels, too few for line {last:,} of {predictions}")
+    if len(truth) != (expected := rows_scored(predictions)):
+        raise InputError(
+            f"{source}: {len(truth):,} labels for the {expected:,} rows scored into {predictions}; "
+            "a truth file has one label per data line"
+        )
     truth = truth[rows]
     guessed = np.asarray(table["pred_label"].to_pylist(), dtype=object)[truth >= 0]
     return confusion_matrix(np.asarray(CLASS_NAMES, dtype=object)[truth[truth >= 0]], guessed)
@@ -457,6 +484,8 @@ def scored_file(path: Path, result: ScoredFile | BaseException) -> ScoredFile:
     """A file's outcome from its task's result: the task's ScoredFile, or its error as one line."""
     if isinstance(result, ScoredFile):
         return result
+    if isinstance(result, ModelError):  # the model's fault, not the file's: it names the model file
+        return ScoredFile(str(path), error=message_of(result))
     return ScoredFile(str(path), error=message_about(path, result))
 
 
@@ -465,6 +494,7 @@ def resolve_model_task(model: str, dataset: str) -> Path:
     """Prefect task: the local predictor folder of `model`, checked to fit `dataset`."""
     folder = predictor_folder(model)
     check_model_dataset(folder, get_dataset(dataset), model)
+    load_predictor(folder)  # every file it needs loads: a damaged model fails here, not per file
     return folder
 
 

@@ -256,8 +256,8 @@ def test_evaluating_against_a_short_truth_file_is_one_line(
     rows = len(lines) - 1
     result = nad(nad_env, "evaluate", scores, "--truth", truth)
     assert error_line(result) == (
-        f"error: {truth / TEST_DAY}: {rows - 100:,} labels, too few for line {rows + 1:,} "
-        f"of {scores / '0124_firewall.predictions.parquet'}"
+        f"error: {truth / TEST_DAY}: {rows - 100:,} labels for the {rows:,} rows scored into "
+        f"{scores / '0124_firewall.predictions.parquet'}; a truth file has one label per data line"
     )
 
 

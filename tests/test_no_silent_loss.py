@@ -146,3 +146,129 @@ def test_backfill_refuses_the_emptying_version_unless_replace_anyway(
     assert stored_rows(good_store) == stored and trash(good_store) == []
     rows = backfill_flow(bad.parent, good_store, replace_anyway=True)
     assert [row["kept"] for row in rows] == [0] and stored_rows(good_store) == 0
+
+
+# ---------------------------------------------------------------- 2. a scored file that keeps no row
+
+TEST_DAY = "0124_firewall.csv"
+
+
+@pytest.fixture(scope="module")
+def nad_env(prefect_harness, mlflow_store: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The environment of a `nad` subprocess that runs a flow: this session's Prefect server
+    and MLflow store."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
+        "MLFLOW_TRACKING_URI": mlflow_store,
+        "PYTHONPATH": str(REPO),
+    }
+
+
+@pytest.fixture
+def fusion(trained) -> Path:
+    return Path(trained.predictors["fusion"])
+
+
+def test_scoring_a_file_that_keeps_no_row_fails_for_it_alone(
+    nad_env: dict, fusion: Path, tiny_dir: Path, tmp_path: Path
+) -> None:
+    bad = broken(tiny_dir / TEST_DAY, tmp_path / "in" / "0125_firewall.csv", "duration", "-5")
+    rows = len(bad.read_text().splitlines()) - 1
+    out = tmp_path / "out"
+    result = nad(nad_env, "score", bad, tiny_dir / TEST_DAY, "--model", fusion, "--out", out)
+    assert error_line(result) == f"error: {bad}: no row kept ({rows:,} quarantined); nothing scored"
+    assert [path.name for path in out.glob("*.summary.json")] == ["0124_firewall.summary.json"]
+    assert not (out / "0125_firewall.predictions.parquet").exists()
+    assert result.stdout.startswith(f"{TEST_DAY}: read ")
+
+
+# ---------------------------------------------------------------- 3. evaluate checks the truth exactly
+
+
+@pytest.fixture
+def scored(fusion: Path, tiny_dir: Path, tmp_path: Path) -> Path:
+    """The predictions of the tiny test day, as `nad score` writes them."""
+    from tasks.fusion import load_predictor
+    from tasks.score import score_file
+
+    scores = tmp_path / "scores"
+    score_file(tiny_dir / TEST_DAY, load_predictor(fusion), scores)
+    return scores
+
+
+def truth_folder(tmp_path: Path, lines: list[str]) -> Path:
+    folder = tmp_path / "truth"
+    folder.mkdir(exist_ok=True)
+    (folder / TEST_DAY).write_text("".join(lines))
+    return folder / TEST_DAY
+
+
+@pytest.mark.parametrize("extra", [100, -100], ids=["longer", "shorter"])
+def test_evaluate_refuses_a_truth_file_of_another_length(
+    plain_env: dict, scored: Path, tiny_dir: Path, tmp_path: Path, extra: int
+) -> None:
+    lines = (tiny_dir / "truth" / TEST_DAY).read_text().splitlines(keepends=True)
+    rows = len(lines) - 1
+    truth = truth_folder(tmp_path, lines + lines[1 : 1 + extra] if extra > 0 else lines[:extra])
+    result = nad(plain_env, "evaluate", scored, "--truth", truth.parent)
+    assert error_line(result) == (
+        f"error: {truth}: {rows + extra:,} labels for the {rows:,} rows scored into "
+        f"{scored / '0124_firewall.predictions.parquet'}; a truth file has one label per data line"
+    )
+
+
+@pytest.mark.parametrize("header", ["none", "other"])
+def test_a_truth_file_without_the_label_column_is_named(
+    plain_env: dict, scored: Path, tiny_dir: Path, tmp_path: Path, header: str
+) -> None:
+    lines = (tiny_dir / "truth" / TEST_DAY).read_text().splitlines(keepends=True)
+    truth = truth_folder(tmp_path, lines[1:] if header == "none" else ["class\n", *lines[1:]])
+    line = error_line(nad(plain_env, "evaluate", scored, "--truth", truth.parent))
+    assert line.startswith(f"error: {truth}: no 'label' column"), line
+
+
+# ---------------------------------------------------------------- 5. a damaged model folder
+
+
+def damage_predictor_json(folder: Path) -> str:
+    text = (folder / "predictor.json").read_text()
+    (folder / "predictor.json").write_text(text[: len(text) // 2])
+    return "predictor.json: not valid JSON (line "
+
+
+def damage_keras(folder: Path) -> str:
+    (folder / "binary-0.keras").write_bytes(os.urandom(4096))
+    return "binary-0.keras: cannot be loaded: "
+
+
+def remove_keras(folder: Path) -> str:
+    (folder / "attack-0.keras").unlink()
+    return "attack-0.keras: missing"
+
+
+def threshold_7(folder: Path) -> str:
+    import json
+
+    spec = json.loads((folder / "predictor.json").read_text())
+    (folder / "predictor.json").write_text(json.dumps({**spec, "threshold": 7}))
+    return "predictor.json: threshold 7 is outside (0, 1)"
+
+
+@pytest.mark.parametrize(
+    "damage", [damage_predictor_json, damage_keras, remove_keras, threshold_7], ids=lambda f: f.__name__
+)
+def test_a_damaged_model_folder_is_named_not_the_data(
+    nad_env: dict, fusion: Path, tiny_dir: Path, tmp_path: Path, damage
+) -> None:
+    import shutil
+
+    model = Path(shutil.copytree(fusion, tmp_path / "model"))
+    words = damage(model)
+    result = nad(nad_env, "score", tiny_dir / TEST_DAY, "--model", model, "--out", tmp_path / "out")
+    line = error_line(result)
+    assert line.startswith(f"error: {model}/{words}"), line
+    assert TEST_DAY not in line and not (tmp_path / "out").exists()
