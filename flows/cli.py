@@ -333,7 +333,10 @@ PresetOption = Annotated[
 
 FeatureSetOption = Annotated[
     FeatureSet | None,
-    typer.Option(help="paper (the paper's 17 features) or context (and traffic context; ZYELL only)."),
+    typer.Option(
+        help="paper (the paper's 17 features) or context (and traffic context; ZYELL only). "
+        "Default: the preset's (default: context where the dataset declares it; paper: paper)."
+    ),
 ]
 
 

@@ -48,6 +48,9 @@ def test_default_preset_trains_with_early_stopping_transforms_and_a_tuned_thresh
     assert default.one_hot and not TrainConfig.from_preset("paper").one_hot
     assert default.tune_threshold and default.batch_size == "auto" and default.min_steps > 0
     assert default.max_steps is not None and default.learning_rate > TrainConfig().learning_rate
+    zyell, nsl_kdd = default.for_dataset(ZYELL), default.for_dataset(NSL_KDD)
+    assert (zyell.feature_set, zyell.split.group) == ("context", "clock")
+    assert (nsl_kdd.feature_set, nsl_kdd.split.group) == ("paper", "row")
     # the full preset's binary train split: 1,440 steps of 4096 an epoch, 313 s each on 2 cores
     assert plan_schedule(5_914_537, default, 100) == Schedule(4096, 3, 1444, 2)
 
