@@ -20,7 +20,7 @@ from pathlib import Path
 from distributed import Client
 from prefect import task
 
-from schemas.datasets import DEFAULT_DATASET, ZYELL, DatasetSpec, get_dataset, plain_name
+from schemas.datasets import COMPRESSED_SUFFIX, DEFAULT_DATASET, ZYELL, DatasetSpec, get_dataset, plain_name
 from tasks.errors import quote, retry_if_transient
 from tasks.ingest_lines import plan_blocks
 from tasks.ingest_report import IngestReport, build_report, unchanged_report
@@ -125,7 +125,8 @@ def select_files(
     """The data files of `source` (the spec's glob, plain or `.gz`) whose MMDD lies in [since, until].
 
     A range whose start is after its end wraps over the new year: --since 1201 --until 0131.
-    Files whose name tells no day are always included.
+    Files whose name tells no day are always included, and so are entries named like data
+    files that cannot be read (`unreadable_entries`).
     """
     if (since or until) and spec.day_of_name is None:
         raise ValueError(f"{spec.name} file names carry no day; --since and --until do not apply")
@@ -142,9 +143,19 @@ def select_files(
             return key >= low or key <= high
         return (low is None or key >= low) and (high is None or key <= high)
 
-    files = [path for path in spec.data_files(source) if wanted(path)]
+    files = [
+        path for path in sorted({*spec.data_files(source), *unreadable_entries(source, spec)}) if wanted(path)
+    ]
     check_one_file_per_name(files)
     return files
+
+
+def unreadable_entries(source: Path, spec: DatasetSpec) -> list[Path]:
+    """Entries of `source` named like data files that are not regular files: a directory, a
+    symlink loop, a dangling link. They are selected all the same, so that their ingest fails
+    and names them, and never pass for a quiet day."""
+    named = {*source.glob(spec.file_glob), *source.glob(spec.file_glob + COMPRESSED_SUFFIX)}
+    return sorted(named - set(spec.data_files(source)))
 
 
 def check_one_file_per_name(files: list[Path]) -> None:

@@ -6,9 +6,11 @@ once, as a stream, into a copy in the partition's stage, and its blocks are read
 Block boundaries fall just after a line end, so every block holds whole lines.
 """
 
+import errno
 import gzip
 import hashlib
 import os
+import stat
 import tempfile
 import weakref
 import zlib
@@ -105,12 +107,26 @@ def check_field_count(path: Path, first_lines: list[bytes], spec: DatasetSpec) -
 
 
 def check_path(path: Path) -> None:
-    if path.is_dir():
+    """A regular file, or an error that says what the entry is instead."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise IngestError(f"{path}: {missing_entry(path, error)}") from error
+    if stat.S_ISDIR(mode):
         raise IngestError(f"{path}: is a directory, not a data file")
-    if not path.exists():
-        raise IngestError(f"{path}: no such file")
-    if not path.is_file():
+    if not stat.S_ISREG(mode):
         raise IngestError(f"{path}: not a regular file")
+
+
+def missing_entry(path: Path, error: OSError) -> str:
+    """Why `path` cannot be opened: a symlink loop, a dangling link, no such file, or the OS's reason."""
+    if error.errno == errno.ELOOP:
+        return "a symlink loop"
+    if error.errno == errno.ENOENT and path.is_symlink():
+        return f"a dangling link to {os.readlink(path)}"
+    if error.errno == errno.ENOENT:
+        return "no such file"
+    return error.strerror or str(error)
 
 
 def is_gzip(path: Path) -> bool:

@@ -272,3 +272,35 @@ def test_a_damaged_model_folder_is_named_not_the_data(
     line = error_line(result)
     assert line.startswith(f"error: {model}/{words}"), line
     assert TEST_DAY not in line and not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- 4. backfill names what it cannot read
+
+
+def test_backfill_names_every_day_entry_it_cannot_read(
+    nad_env: dict, tiny_dir: Path, tiny_days, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / NAME).write_bytes((tiny_dir / NAME).read_bytes())
+    folder, loop, dangling = (
+        source / name for name in ("1210_firewall.csv", "1216_firewall.csv", "0123_firewall.csv")
+    )
+    folder.mkdir()
+    loop.symlink_to(loop.name)
+    dangling.symlink_to(tmp_path / "gone.csv")
+    store = tmp_path / "store"
+    line = error_line(nad(nad_env, "backfill", source, "--store", store))
+    assert f"{folder}: is a directory, not a data file" in line
+    assert f"{loop}: a symlink loop" in line
+    assert f"{dangling}: a dangling link to {tmp_path / 'gone.csv'}" in line
+    assert stored_parts(store) == [DAY]
+
+
+def test_allow_empty_never_turns_unreadable_days_into_success(nad_env: dict, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / NAME).symlink_to(tmp_path / "gone.csv")
+    result = nad(nad_env, "backfill", source, "--store", tmp_path / "store", "--allow-empty")
+    assert f"{source / NAME}: a dangling link to {tmp_path / 'gone.csv'}" in error_line(result)
+    assert "no files to ingest" not in result.stdout
