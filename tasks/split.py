@@ -20,10 +20,13 @@ row's seed-free `group` id, so that the manifest (`split.json`) tells for any st
 split it was in (`assigned_splits`).
 """
 
+import fcntl
 import functools
 import hashlib
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -421,10 +424,34 @@ def split_store(
     parts, hashes = select_store_parts(store, partitions, spec)
     key = split_key(hashes, cfg, spec, feature_set)
     folder = out_root / f"split-{key}"
-    if (folder / DONE_MARKER).exists():
-        manifest = json.loads((folder / SPLIT_MANIFEST).read_text())
-        manifest.pop("assignment")
-        return SplitResult(**manifest, reused=True)
+    with split_lock(folder):  # a second run on the same --out waits, then reuses
+        if (folder / DONE_MARKER).exists():
+            manifest = json.loads((folder / SPLIT_MANIFEST).read_text())
+            manifest.pop("assignment")
+            return SplitResult(**manifest, reused=True)
+        return build_split(parts, hashes, key, cfg, spec, feature_set, folder, client)
+
+
+@contextmanager
+def split_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on building `folder`, held until the block ends (or the process dies)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def build_split(
+    parts: list[StorePart],
+    hashes: dict[str, str],
+    key: str,
+    cfg: SplitConfig,
+    spec: DatasetSpec,
+    feature_set: str,
+    folder: Path,
+    client: Client,
+) -> SplitResult:
+    """Write the split folder from scratch, its manifest and its done marker last."""
     shutil.rmtree(folder, ignore_errors=True)
     for split in (*SPLITS, *ATTACK_SPLITS):
         (folder / split).mkdir(parents=True)

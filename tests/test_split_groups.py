@@ -1,6 +1,7 @@
 """The leak-free split: whole clock groups of rows move between splits together."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,16 @@ def test_the_manifest_tells_the_split_of_every_row(fixture: str, request) -> Non
     assert np.array_equal(assigned_splits(manifest, rows), rows["split"].to_numpy())
     elsewhere = rows.assign(partition=np.uint32(12345))
     assert (assigned_splits(manifest, elsewhere) == -1).all()
+
+
+def test_two_runs_on_one_out_folder_build_the_split_once(
+    tiny_store: Path, tmp_path: Path, dask_cluster_client
+):
+    with ThreadPoolExecutor(2) as pool:
+        runs = [
+            pool.submit(split_store, tiny_store, None, CLOCK_SPLIT, tmp_path, dask_cluster_client)
+            for _ in "ab"
+        ]
+        results = [run.result() for run in runs]
+    assert sorted(r.reused for r in results) == [False, True]
+    assert results[0].key == results[1].key and results[0].counts == results[1].counts
