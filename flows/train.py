@@ -114,6 +114,6 @@ def train_flow(
         "MLflow run %s, model version %s: %s",
         registration.run_id,
         registration.version,
-        registration.gate.decision,
+        registration.gate.describe(),
     )
     return replace(summary, tracking=registration)

@@ -33,32 +33,97 @@ class TrainedNet:
         return self.train_rows * self.epochs_run / self.seconds
 
 
+FIRST_VERSION, SAME_ROWS, NOT_COMPARED = "first version", "same rows", "not compared"  # gate rules
+
+
+@dataclass(frozen=True)
+class GateFigures:
+    """One model's figures on the gate rows."""
+
+    criterion: float
+    fbeta: float
+    far: float
+
+
+@dataclass(frozen=True)
+class GateRows:
+    """How the challenger's test rows divide at the gate: `rows` both models are scored on, and
+    those left out because the champion trained or validated on them, or their source changed."""
+
+    test_rows: int
+    rows: int
+    champion_trained_rows: int
+    champion_validated_rows: int
+    changed_rows: int
+
+
 @dataclass(frozen=True)
 class GateDecision:
-    """The champion gate's verdict on a new model version."""
+    """The champion gate's verdict on a new model version, by one of three rules: the first
+    version is promoted; on the same rows, the champion is kept only when significantly better
+    (`bound`, the lower confidence bound of criterion(champion) - criterion(challenger), above
+    zero); when the champion cannot score the gate rows, nothing is compared and the challenger is
+    promoted. `reason` says which, and why, in one line."""
 
     decision: str  # promoted | kept
     version: str
-    new_criterion: float
-    champion_criterion: float | None
     champion_version: str | None
+    rule: str  # FIRST_VERSION | SAME_ROWS | NOT_COMPARED
+    reason: str
+    rows: GateRows | None = None
+    challenger: GateFigures | None = None
+    champion: GateFigures | None = None
+    bound: float | None = None
+    confidence: float | None = None
+    changed: tuple[str, ...] = ()  # partitions left out: their source changed since the champion
 
     @property
     def promoted(self) -> bool:
         return self.decision == "promoted"
 
+    @property
+    def new_criterion(self) -> float | None:
+        return None if self.challenger is None else self.challenger.criterion
+
+    @property
+    def champion_criterion(self) -> float | None:
+        return None if self.champion is None else self.champion.criterion
+
     def tags(self) -> dict[str, str]:
         """The `gate.*` tags of the run."""
-        none = "none"
-        return {
+        tags = {
             "gate.decision": self.decision,
             "gate.version": self.version,
-            "gate.new_criterion": str(self.new_criterion),
-            "gate.champion_criterion": none
-            if self.champion_criterion is None
-            else str(self.champion_criterion),
-            "gate.champion_version": self.champion_version or none,
+            "gate.champion_version": self.champion_version or "none",
+            "gate.rule": self.rule,
+            "gate.reason": self.reason,
         }
+        if self.changed:
+            tags["gate.changed_partitions"] = ",".join(self.changed)
+        return tags
+
+    def metrics(self) -> dict[str, float]:
+        """The `gate.*` metrics of the run: row counts, both models' figures and the bound."""
+        out: dict[str, float] = {}
+        if self.rows is not None:
+            out |= {f"gate.{key}": value for key, value in asdict(self.rows).items()}
+        for model, figures in (("challenger", self.challenger), ("champion", self.champion)):
+            if figures is not None:
+                out |= {f"gate.{model}.{key}": value for key, value in asdict(figures).items()}
+        if self.bound is not None:
+            out["gate.bound"] = self.bound
+        return out
+
+    def describe(self) -> str:
+        """One line: the decision, the rule and, when compared, both figures on the gate rows."""
+        line = f"{self.decision} by the rule '{self.rule}': {self.reason}"
+        if self.challenger is not None and self.champion is not None:
+            line += (
+                f"; criterion {self.challenger.criterion:.4f} against champion version "
+                f"{self.champion_version}'s {self.champion.criterion:.4f}, lower bound of the "
+                f"champion's lead {self.bound:+.4f}"
+            )
+        return line
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ The default store is SQLite `mlflow.db` plus an `mlartifacts/` folder in the wor
 `MLFLOW_TRACKING_URI` overrides it. Nothing here touches MLflow at import time.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -15,19 +16,33 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import pyarrow.parquet as pq
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import infer_signature
 from prefect import task
 
 from schemas.datasets import DatasetSpec, get_dataset
+from tasks.errors import ModelError
+from tasks.fusion import load_predictor
+from tasks.gate import (
+    changed_partitions,
+    compared,
+    first_version,
+    not_compared,
+    score_gate_rows,
+    unscorable_reason,
+)
 from tasks.metrics import Evaluation, per_class_report, plot_confusion
+from tasks.split import SPLIT_MANIFEST, SplitResult
 from tasks.store import part_dir, stored_parts
 from tasks.summary import GateDecision, Registration, TrainingSummary
 
 EXPERIMENT = "nad-fusion"
 MODEL_NAME = "nad-fusion"
 CHAMPION = "champion"
-GATE_METRIC = "validation.fusion.criterion"
+MANIFEST_FOLDER = "split"
+MANIFEST_ARTIFACT = f"{MANIFEST_FOLDER}/{SPLIT_MANIFEST}"  # the run's split: which rows it trained on
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 HEADLINE = ("precision", "recall", "f1", "fbeta", "far", "cost", "criterion")
 
@@ -146,6 +161,7 @@ def log_training_run(summary: TrainingSummary, store: str) -> str:
             }
         )
         log_evaluation_artifacts(summary)
+        mlflow.log_artifact(str(Path(split.folder) / SPLIT_MANIFEST), artifact_path=MANIFEST_FOLDER)
         return parent.info.run_id
 
 
@@ -229,8 +245,6 @@ def example_part(store: Path) -> str:
 
 def log_fused_model(run_id: str, fusion_dir: str, example: pd.DataFrame, model_name: str = MODEL_NAME) -> str:
     """Log the fused model as a pyfunc on the run and register it; return the new version."""
-    from tasks.fusion import load_predictor
-
     configure_mlflow()
     predictions = pd.Series(load_predictor(Path(fusion_dir)).predict(example), name="pred_label").astype(str)
     with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
@@ -250,30 +264,73 @@ def log_fused_model(run_id: str, fusion_dir: str, example: pd.DataFrame, model_n
     return str(info.registered_model_version)
 
 
-def champion_gate(run_id: str, version: str, model_name: str = MODEL_NAME) -> GateDecision:
-    """Move `champion` to `version` only if its validation criterion is at least the champion's.
+def champion_manifest(run_id: str) -> dict | None:
+    """The split manifest logged on a training run; None for a run that has none."""
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MANIFEST_ARTIFACT)
+    except (mlflow.exceptions.MlflowException, OSError):
+        return None
+    return json.loads(Path(local).read_text())
 
-    The first version becomes champion. The decision and both figures go on the run.
+
+def judge_against(champion: ModelVersion, version: str, split: SplitResult, fusion_dir: str) -> GateDecision:
+    """The gate's decision for `version` against the `champion` model version (see tasks/gate.py)."""
+    from tasks.score import download_predictor  # tasks.score imports this module
+
+    ours = json.loads((Path(split.folder) / SPLIT_MANIFEST).read_text())
+    theirs = champion_manifest(champion.run_id)
+    their_version = str(champion.version)
+    try:
+        champion_model = load_predictor(download_predictor(f"models:/{champion.name}/{their_version}"))
+    except (ModelError, OSError, ValueError) as error:
+        return not_compared(version, their_version, f"the champion cannot be loaded ({error})")
+    files = split.files("test")
+    columns = set(pq.read_schema(files[0]).names) if files else set()
+    reason = unscorable_reason(
+        theirs, ours, champion_model.preprocessing.dataset, champion_model.preprocessing.features, columns
+    )
+    if reason is not None:
+        return not_compared(version, their_version, reason)
+    changed = changed_partitions(theirs["partitions"], split.partitions)
+    challenger = load_predictor(Path(fusion_dir))
+    rows, truth, theirs_codes, ours_codes = score_gate_rows(
+        files, theirs, changed, champion_model, challenger
+    )
+    if rows.rows == 0:
+        return not_compared(
+            version,
+            their_version,
+            "no gate row is left: the champion trained or validated on every test row",
+            rows,
+        )
+    return compared(version, their_version, truth, theirs_codes, ours_codes, rows, changed)
+
+
+def champion_gate(
+    run_id: str, version: str, split: SplitResult, fusion_dir: str, model_name: str = MODEL_NAME
+) -> GateDecision:
+    """Move `champion` to `version` unless the champion is significantly better on the same rows:
+    the challenger's test rows that the champion neither trained nor validated on (tasks/gate.py).
+
+    The first version becomes champion. The decision, the rows and both figures go on the run.
     """
     configure_mlflow()
     client = MlflowClient()
-    new = client.get_run(run_id).data.metrics[GATE_METRIC]
     try:
         current = client.get_model_version_by_alias(model_name, CHAMPION)
-        old = client.get_run(current.run_id).data.metrics.get(GATE_METRIC)
-        old_version = current.version
     except mlflow.exceptions.MlflowException:
-        old, old_version = None, None
-    promote = old is None or new >= old
-    if promote:
+        current = None
+    if current is None:
+        decision = first_version(str(version))
+    else:
+        decision = judge_against(current, str(version), split, fusion_dir)
+    if decision.promoted:
         client.set_registered_model_alias(model_name, CHAMPION, version)
-    decision = GateDecision("promoted" if promote else "kept", str(version), new, old, old_version)
     client.log_dict(run_id, asdict(decision), "gate.json")
     for key, value in decision.tags().items():
         client.set_tag(run_id, key, value)
-    client.log_metric(run_id, "gate.new_criterion", new)
-    if old is not None:
-        client.log_metric(run_id, "gate.champion_criterion", old)
+    for key, value in decision.metrics().items():
+        client.log_metric(run_id, key, value)
     return decision
 
 
@@ -300,7 +357,6 @@ def pipeline_report(ingested: list[dict], summary: TrainingSummary, scored: list
     """The pipeline's markdown artifact: rows, the comparison, the gate and the MLflow run."""
     tracking = summary.tracking
     gate = tracking.gate
-    champion = "none" if gate.champion_criterion is None else f"{gate.champion_criterion:.4f}"
     lines = [
         "# nad-fusion pipeline",
         "",
@@ -318,8 +374,7 @@ def pipeline_report(ingested: list[dict], summary: TrainingSummary, scored: list
     lines += [
         "## Champion gate",
         "",
-        f"Model version {tracking.version} (preset {summary.config.preset}): **{gate.decision}** "
-        f"(validation criterion {gate.new_criterion:.4f} against the champion's {champion}).",
+        f"Model version {tracking.version} (preset {summary.config.preset}): {gate.describe()}.",
         "",
         f"MLflow: {run_link(tracking.run_id)}",
     ]
@@ -358,8 +413,7 @@ def training_report(summary: TrainingSummary) -> str:
         tracking, gate = summary.tracking, summary.tracking.gate
         lines.append(
             f"\nMLflow run {tracking.run_id} ({tracking.tracking_uri}); model {tracking.model_name} version "
-            f"{tracking.version} {gate.decision}: validation criterion {gate.new_criterion:.4f} vs champion "
-            f"{gate.champion_criterion if gate.champion_criterion is not None else 'none'}"
+            f"{tracking.version} {gate.describe()}"
         )
     return "\n".join(lines)
 
@@ -372,5 +426,5 @@ def track_and_register_task(summary: TrainingSummary, store: str) -> Registratio
     run_id = log_training_run(summary, store)
     example = raw_example(example_part(Path(store)), spec)
     version = log_fused_model(run_id, summary.predictors["fusion"], example, spec.model_name)
-    gate = champion_gate(run_id, version, spec.model_name)
+    gate = champion_gate(run_id, version, summary.split, summary.predictors["fusion"], spec.model_name)
     return Registration(run_id, version, spec.model_name, tracking_uri(), gate)

@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from schemas.firewall import CLASS_NAMES, UNLABELLED_COLUMNS
-from tasks.tracking import CHAMPION, GATE_METRIC, MODEL_NAME, champion_gate, configure_mlflow
+from tasks.tracking import CHAMPION, MODEL_NAME
 from tests.helpers import free_port, wait_for_http
 
 
@@ -100,38 +100,6 @@ def test_pyfunc_predicts_class_names_from_raw_rows(
     assert len(predictions) == len(raw_rows) and set(predictions) <= set(CLASS_NAMES)
     inputs = [c.name for c in model.metadata.get_input_schema().inputs]
     assert inputs == list(UNLABELLED_COLUMNS)
-
-
-def fake_run(metric: float) -> str:
-    configure_mlflow()
-    with mlflow.start_run() as run:
-        mlflow.log_metric(GATE_METRIC, metric)
-    return run.info.run_id
-
-
-def test_champion_gate_keeps_a_better_champion_and_takes_a_better_challenger(
-    tmp_path: Path, fresh_mlflow: str
-) -> None:
-    client = MlflowClient()
-    name = "gate-test"
-    client.create_registered_model(name)
-
-    def register(metric: float) -> tuple[str, str]:
-        run_id = fake_run(metric)
-        return run_id, client.create_model_version(name, str(tmp_path), run_id=run_id).version
-
-    first = register(0.40)
-    assert champion_gate(*first, model_name=name).decision == "promoted"
-    worse = register(0.35)
-    decision = champion_gate(*worse, model_name=name)
-    assert decision.decision == "kept" and decision.champion_criterion == 0.40
-    assert client.get_model_version_by_alias(name, CHAMPION).version == first[1]
-    assert client.get_run(worse[0]).data.tags["gate.decision"] == "kept"
-    better = register(0.45)
-    assert champion_gate(*better, model_name=name).decision == "promoted"
-    assert client.get_model_version_by_alias(name, CHAMPION).version == better[1]
-    equal = register(0.45)
-    assert champion_gate(*equal, model_name=name).decision == "promoted"
 
 
 def test_served_champion_answers_invocations(
