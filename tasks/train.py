@@ -110,6 +110,18 @@ def plan_schedule(rows: int, config: TrainConfig, max_epochs: int) -> Schedule:
     return Schedule(batch, epochs, steps, min(floor_epochs, epochs))
 
 
+def schedule_note(name: str, asked: int, schedule: Schedule, config: TrainConfig) -> str | None:
+    """One line when the floor or the ceiling on gradient steps changed the epochs asked for."""
+    if schedule.epochs == asked:
+        return None
+    raised = schedule.epochs > asked
+    bound = f"floor of {config.min_steps:,}" if raised else f"ceiling of {config.max_steps:,}"
+    return (
+        f"{name}: {schedule.epochs} epochs instead of the {asked} asked for: the preset's {bound} gradient "
+        f"steps ({schedule.steps_per_epoch:,} steps an epoch at batch {schedule.batch_size})"
+    )
+
+
 def configure_tensorflow(threads: int | None = None) -> None:
     """One intra-op pool the size of the machine, shared by the nets trained side by side.
 
@@ -313,6 +325,8 @@ def train_net(
     spec = NETS[name]
     counts = spec.class_counts(split.counts["train"])
     schedule = plan_schedule(sum(counts), config, getattr(config, name).epochs)
+    if note := schedule_note(name, getattr(config, name).epochs, schedule, config):
+        progress_logger().info(note)
     weights = class_weights(counts, config.class_weights)
     model = build_net(spec, config, prep.width, member)
     seed = net_seed(spec, config, member)

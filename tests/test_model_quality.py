@@ -23,7 +23,7 @@ from tasks.fusion import FusionModel, load_predictor
 from tasks.preprocess import ARTIFACT_NAME, Preprocessing, expand_one_hot, fit_preprocessing, input_names
 from tasks.split import StorePart
 from tasks.threshold import DEFAULT_THRESHOLD, FusionOutputs, choose_threshold
-from tasks.train import Schedule, class_weights, plan_schedule
+from tasks.train import Schedule, class_weights, plan_schedule, schedule_note
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,6 +53,21 @@ def test_default_preset_trains_with_early_stopping_transforms_and_a_tuned_thresh
     assert (nsl_kdd.feature_set, nsl_kdd.split.group) == ("paper", "row")
     # the full preset's binary train split: 1,440 steps of 4096 an epoch, 313 s each on 2 cores
     assert plan_schedule(5_914_537, default, 100) == Schedule(4096, 3, 1444, 2)
+
+
+def test_a_schedule_the_preset_changed_says_so_in_one_line() -> None:
+    default = TrainConfig.from_preset("default", {"binary": {"epochs": 2}})
+    raised = plan_schedule(10_000, default, 2)
+    assert schedule_note("binary", 2, raised, default) == (
+        f"binary: {raised.epochs} epochs instead of the 2 asked for: the preset's floor of 1,500 gradient "
+        f"steps ({raised.steps_per_epoch} steps an epoch at batch {raised.batch_size})"
+    )
+    cut = plan_schedule(5_914_537, default, 100)
+    assert "3 epochs instead of the 100 asked for: the preset's ceiling of 4,500" in schedule_note(
+        "baseline", 100, cut, default
+    )
+    paper = TrainConfig.from_preset("paper")
+    assert schedule_note("binary", 50, plan_schedule(10_000, paper, 50), paper) is None
 
 
 @pytest.mark.parametrize(
