@@ -114,7 +114,7 @@ class NadFusionModel(PythonModel):
         self.predictor = load_predictor(context.artifacts["predictor"])
         self.max_rows = int(os.environ.get(MAX_REQUEST_ROWS_ENV, MAX_REQUEST_ROWS))
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if len(frame) > self.max_rows:
             raise RefusedRequest(f"{len(frame):,} rows in one request; at most {self.max_rows:,}: split it")
