@@ -6,6 +6,7 @@ processes start by importing this entry point again, and should not pay for them
 
 import logging
 import os
+import re
 import sys
 import traceback
 from enum import StrEnum
@@ -64,6 +65,20 @@ DatasetOption = Annotated[
     DatasetChoice,
     typer.Option(help="The input format: ZYELL firewall days, or NSL-KDD text files (5-class subset)."),
 ]
+
+
+MAX_SECONDS = 86_400  # the longest --vote-window and --gap: one day
+MAX_TOP = 1_000_000  # the most incidents --top prints per file
+MODEL_URI = re.compile(r"^[a-z][a-z0-9+.-]*:/")  # tasks.score.is_model_uri, without importing MLflow
+
+
+def check_option_paths(truth: Path | None = None, model: str | None = None) -> None:
+    """Folders named by options exist, checked before any heavy import or work: the truth a
+    folder, a model that is not a URI a path (`read_config` checks a --config file)."""
+    if truth is not None and not truth.is_dir():
+        raise InputError(f"{truth}: {'not a folder' if truth.exists() else 'no such folder'} (--truth)")
+    if model and not MODEL_URI.match(model) and not Path(model).exists():
+        raise InputError(f"{model}: no such folder, and not a model URI (--model)")
 
 
 class Session:
@@ -361,9 +376,7 @@ def train(
     dask_address: DaskOption = None,
 ) -> None:
     """Prefect flow: split, preprocess, train the three nets side by side, save both predictors."""
-    from flows.train import train_flow
     from tasks.store import StoreError, check_store
-    from tasks.tracking import training_report
 
     spec = get_dataset(dataset)
     try:
@@ -371,7 +384,10 @@ def train(
     except StoreError as error:
         raise typer.BadParameter(str(error), param_hint="--dataset") from error
     parts = parse_partitions(partitions, spec)
-    settings = read_config(config, preset, feature_set, spec)
+    settings = read_config(config, preset, feature_set, spec)  # before TensorFlow is imported
+    from flows.train import train_flow
+    from tasks.tracking import training_report
+
     summary = run_flow(train_flow, store, parts, settings, out, dask_address, spec.name)
     typer.echo(training_report(summary))
 
@@ -397,8 +413,9 @@ def score(
         int,
         typer.Option(
             help="Voting by source: a source's flagged rows in each clock window of this many "
-            "seconds take one class (0: no vote).",
+            "seconds take one class (0: no vote; at most a day).",
             min=0,
+            max=MAX_SECONDS,
         ),
     ] = 0,
     vote_rule: Annotated[
@@ -407,6 +424,7 @@ def score(
 ) -> None:
     """Prefect flow (as the score-day deployment): validate and score each file block by block;
     with labels, also the metrics, logged to MLflow. A file that fails gets an error line."""
+    check_option_paths(truth=truth, model=model)
     from flows.score import ScoreFailed, score_days
 
     if vote_window:  # refused before the flow starts
@@ -461,6 +479,7 @@ def evaluate(
     dataset: DatasetOption = DatasetChoice.zyell,
 ) -> None:
     """Score existing predictions against truth files: per file, and over all files."""
+    check_option_paths(truth=truth)
     from tasks.score import evaluate_prediction_folder
 
     try:
@@ -501,11 +520,12 @@ def pipeline(
     ] = False,
 ) -> None:
     """Prefect flow: backfill, train, evaluate, register through the gate, and optionally score."""
+    # a bad config or truth folder is refused before the backfill starts, and TensorFlow loads
+    check_option_paths(truth=truth)
+    read_config(config, preset, feature_set, get_dataset(dataset))
     from flows.pipeline import pipeline_flow
     from tasks.tracking import comparison_table
 
-    # a bad config is refused before the backfill starts
-    read_config(config, preset, feature_set, get_dataset(dataset))
     result = run_flow(
         pipeline_flow,
         source, store, last_days, out, config, score, truth, dask_address, dataset.value, preset,
@@ -547,14 +567,24 @@ def report_error(error: Exception) -> int:
 @app.command()
 def incidents(
     predictions: Annotated[Path, typer.Argument(help="A folder of *.predictions.parquet from nad score.")],
-    gap: Annotated[float, typer.Option(min=0, help="Seconds of silence that end an incident.")] = 60,
-    top: Annotated[int, typer.Option(min=1, help="Incidents shown per file, the largest by rows.")] = 20,
+    gap: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=MAX_SECONDS,
+            help="Seconds of silence that end an incident (at most a day).",
+        ),
+    ] = 60,
+    top: Annotated[
+        int, typer.Option(min=1, max=MAX_TOP, help="Incidents shown per file, the largest by rows.")
+    ] = 20,
     truth: Annotated[
         Path | None, typer.Option(help="Truth files named like the scored files: incident-level detection.")
     ] = None,
 ) -> None:
     """Incidents: a source's flagged rows of one class, each within GAP seconds of the last; written
     beside the predictions as STEM.incidents.parquet, the largest printed."""
+    check_option_paths(truth=truth)
     from tasks.incidents import detection_line, folder_incidents, format_incidents
 
     for result in folder_incidents(predictions, gap, truth):

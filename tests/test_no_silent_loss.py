@@ -304,3 +304,98 @@ def test_allow_empty_never_turns_unreadable_days_into_success(nad_env: dict, tmp
     result = nad(nad_env, "backfill", source, "--store", tmp_path / "store", "--allow-empty")
     assert f"{source / NAME}: a dangling link to {tmp_path / 'gone.csv'}" in error_line(result)
     assert "no files to ingest" not in result.stdout
+
+
+# ---------------------------------------------------------------- 6. options checked before any work
+
+HEAVY = ("tensorflow", "mlflow")
+PROBE = (
+    "import sys\nfrom flows.cli import main\nsys.argv[0] = 'nad'\n"
+    "try:\n    main()\nfinally:\n"
+    "    print('imported:', *[m for m in {heavy!r} if m in sys.modules], file=sys.stderr)"
+)
+
+
+def nad_probed(env: dict, *args: object) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """`nad ARGS` as the entry point runs it, and which heavy modules it had imported at exit."""
+    code = PROBE.format(heavy=HEAVY)
+    result = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    [imported] = [line for line in result.stderr.splitlines() if line.startswith("imported:")]
+    return result, imported.split()[1:]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["score", "{day}", "--vote-window", "9223372036854775808"], "'--vote-window': "),
+        (["score", "{day}", "--vote-window", "86401"], "'--vote-window': "),
+        (["score", "{day}", "--vote-window", "-1"], "'--vote-window': "),
+        (["incidents", "{tmp}", "--gap", "nan"], "'--gap': "),
+        (["incidents", "{tmp}", "--gap", "inf"], "'--gap': "),
+        (["incidents", "{tmp}", "--gap", "1e300"], "'--gap': "),
+        (["incidents", "{tmp}", "--gap", "-1"], "'--gap': "),
+        (["incidents", "{tmp}", "--top", "0"], "'--top': "),
+        (["incidents", "{tmp}", "--top", "99999999999"], "'--top': "),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_option_values_out_of_bounds_are_refused_before_any_work(
+    plain_env: dict, tiny_dir: Path, tiny_days, tmp_path: Path, args: list[str], words: str
+) -> None:
+    args = [arg.format(day=tiny_dir / TEST_DAY, tmp=tmp_path) for arg in args]
+    out = ["--out", tmp_path / "out"] if args[0] == "score" else []
+    result, imported = nad_probed(plain_env, *args, *out)
+    assert result.returncode == 2 and f"error: Invalid value for {words}" in error_line(result), result.stderr
+    assert imported == [] and not (tmp_path / "out").exists()
+
+
+def truth_missing(tmp: Path, day: Path, model: Path) -> tuple[list, str]:
+    args = ["score", day, "--model", model, "--truth", tmp / "notruth", "--out", tmp / "out"]
+    return args, f"{tmp / 'notruth'}: no such folder"
+
+
+def model_missing(tmp: Path, day: Path, model: Path) -> tuple[list, str]:
+    args = ["score", day, "--model", tmp / "nomodel", "--out", tmp / "out"]
+    return args, f"{tmp / 'nomodel'}: no such folder, and not a model URI"
+
+
+def config_missing(tmp: Path, day: Path, model: Path) -> tuple[list, str]:
+    args = ["train", "--store", tmp / "store", "--config", tmp / "no.json", "--out", tmp / "out"]
+    return args, f"{tmp / 'no.json'}: "
+
+
+def pipeline_config_missing(tmp: Path, day: Path, model: Path) -> tuple[list, str]:
+    args = ["pipeline", "--source", tmp, "--store", tmp / "store", "--config", tmp / "no.json"]
+    args += ["--out", tmp / "out"]
+    return args, f"{tmp / 'no.json'}: "
+
+
+def evaluate_truth_missing(tmp: Path, day: Path, model: Path) -> tuple[list, str]:
+    return ["evaluate", tmp, "--truth", tmp / "notruth"], f"{tmp / 'notruth'}: no such folder"
+
+
+def incidents_truth_missing(tmp: Path, day: Path, model: Path) -> tuple[list, str]:
+    return ["incidents", tmp, "--truth", tmp / "notruth"], f"{tmp / 'notruth'}: no such folder"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [truth_missing, model_missing, config_missing, pipeline_config_missing, evaluate_truth_missing,
+     incidents_truth_missing],
+    ids=lambda f: f.__name__,
+)  # fmt: skip
+def test_files_named_by_options_are_checked_before_tensorflow_is_imported(
+    plain_env: dict, tiny_dir: Path, tiny_days, tmp_path: Path, case
+) -> None:
+    args, words = case(tmp_path, tiny_dir / TEST_DAY, tmp_path)
+    result, imported = nad_probed(plain_env, *args)
+    line = error_line(result)
+    assert line.startswith(f"error: {words}"), line
+    assert imported == [], imported
