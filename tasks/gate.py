@@ -147,6 +147,17 @@ def not_compared(
     )  # fmt: skip
 
 
+def left_out(rows: GateRows, changed: tuple[str, ...]) -> str:
+    """Which of the challenger's test rows the gate left out, and why."""
+    parts = [
+        f"{rows.champion_trained_rows} the champion trained on",
+        f"{rows.champion_validated_rows} it validated on",
+    ]
+    if changed:
+        parts.append(f"{rows.changed_rows} of {', '.join(changed)}, whose source changed since it trained")
+    return f"of {rows.test_rows} test rows, left out {'; '.join(parts)}"
+
+
 def compared(
     version: str,
     champion_version: str,
@@ -164,9 +175,7 @@ def compared(
     bound = bootstrap_gain_bound(truth, challenger, champion, resamples, confidence, seed)
     keep = bound > 0
     verdict = "significantly better" if keep else "not significantly better"
-    reason = f"the champion is {verdict} on {rows.rows} gate rows"
-    if changed:
-        reason += f"; left out {', '.join(changed)} (its source changed since the champion trained)"
+    reason = f"the champion is {verdict} on {rows.rows} gate rows ({left_out(rows, changed)})"
     return GateDecision(
         "kept" if keep else "promoted", version, champion_version, SAME_ROWS, reason,
         rows=rows, challenger=figures(truth, challenger), champion=figures(truth, champion),

@@ -29,6 +29,7 @@ from tasks.gate import (
     changed_partitions,
     compared,
     first_version,
+    left_out,
     not_compared,
     score_gate_rows,
     unscorable_reason,
@@ -297,12 +298,7 @@ def judge_against(champion: ModelVersion, version: str, split: SplitResult, fusi
         files, theirs, changed, champion_model, challenger
     )
     if rows.rows == 0:
-        return not_compared(
-            version,
-            their_version,
-            "no gate row is left: the champion trained or validated on every test row",
-            rows,
-        )
+        return not_compared(version, their_version, f"no gate row is left ({left_out(rows, changed)})", rows)
     return compared(version, their_version, truth, theirs_codes, ours_codes, rows, changed)
 
 
