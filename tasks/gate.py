@@ -149,13 +149,13 @@ def not_compared(
 
 def left_out(rows: GateRows, changed: tuple[str, ...]) -> str:
     """Which of the challenger's test rows the gate left out, and why."""
-    parts = [
-        f"{rows.champion_trained_rows} the champion trained on",
-        f"{rows.champion_validated_rows} it validated on",
-    ]
+    text = (
+        f"of {rows.test_rows} test rows, {rows.champion_trained_rows} were left out as the champion "
+        f"trained on them, {rows.champion_validated_rows} as it validated on them"
+    )
     if changed:
-        parts.append(f"{rows.changed_rows} of {', '.join(changed)}, whose source changed since it trained")
-    return f"of {rows.test_rows} test rows, left out {'; '.join(parts)}"
+        text += f", {rows.changed_rows} as their source ({', '.join(changed)}) changed since it trained"
+    return text
 
 
 def compared(
