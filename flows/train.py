@@ -96,7 +96,6 @@ def train_flow(
         threshold = tune_threshold_task(predictors["fusion"], split.files("validation"), run_dir)
         logger.info("threshold %.2f (best %.2f, gain lower bound %+.4f)", threshold.threshold, threshold.best,
                     threshold.gain_lower_bound)  # fmt: skip
-    point_latest(run_dir)
     evaluations = evaluate_flow(predictors, split)
     summary = TrainingSummary(
         run_dir=str(run_dir),
@@ -110,6 +109,7 @@ def train_flow(
     )
     (run_dir / "training.json").write_text(summary.to_json())
     registration = register_flow(summary, str(store))
+    point_latest(run_dir)  # only a run that completed, registration included
     logger.info(
         "MLflow run %s, model version %s: %s",
         registration.run_id,
