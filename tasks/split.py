@@ -218,6 +218,8 @@ def check_group_splits(counts: np.ndarray, splits: np.ndarray, minutes: int) -> 
     for code, name in enumerate(CLASS_NAMES):
         holding = counts[:, code] > 0
         missing = [SPLITS[s] for s in range(3) if not counts[holding & (splits == s), code].sum()]
+        if not holding.any():
+            raise SplitError(f"class {name!r} has 0 rows, too few for a row in each of {', '.join(SPLITS)}")
         if missing:
             raise SplitError(
                 f"class {name!r} has {int(counts[:, code].sum())} rows in {int(holding.sum())} clock "
