@@ -43,7 +43,7 @@ QUICK = {
     "attack": {"epochs": 6},
     "baseline": {"epochs": 3},
     "batch_size": 128,
-    "one_hot": True,  # NSL-KDD's categories as indicators, as the default preset has them
+    "one_hot": True,  # NSL-KDD's categories as indicators: the option's path (default leaves it off)
 }
 
 
