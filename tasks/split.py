@@ -79,14 +79,22 @@ class StorePart:
 def select_store_parts(
     store: Path, parts: list[str] | None, spec: DatasetSpec
 ) -> tuple[list[StorePart], dict[str, str]]:
-    """The part files of the chosen (default: all labelled) partitions, and each one's source sha256."""
+    """The part files of the chosen (default: all labelled) partitions, and each one's source sha256.
+
+    A partition that keeps no row (every row quarantined) fails the split, named, whether it was
+    asked for or would be chosen by default: its file may have been a labelled day."""
     check_store(store, spec.name)
-    chosen = parts or [p for p in stored_parts(store) if read_report(store, p)["classes"]]
+    chosen = parts or [p for p in stored_parts(store) if holds_labels_or_nothing(read_report(store, p))]
     files, hashes = [], {}
     for part in chosen:
         report = read_report(store, part)
         if report is None:
             raise SplitError(f"{part} is not in the store {store}")
+        if not report["rows_kept"]:
+            raise SplitError(
+                f"{part} holds no usable row ({report['rows_read']:,} read, {report['rows_quarantined']:,} "
+                "quarantined); re-ingest a good file, or name the days to train on (--partitions)"
+            )
         if not report["classes"]:
             raise SplitError(f"{part} has no labels; it can be scored but not trained on")
         hashes[part] = report["sha256"]
@@ -96,6 +104,11 @@ def select_store_parts(
     if not files:
         raise SplitError(f"no labelled partitions to split in {store}")
     return files, hashes
+
+
+def holds_labels_or_nothing(report: dict) -> bool:
+    """A partition the default selection takes: labelled, or keeping no row at all."""
+    return bool(report["classes"]) or not report["rows_kept"]
 
 
 def row_keys(seed: int, partition: int, lines: np.ndarray) -> np.ndarray:

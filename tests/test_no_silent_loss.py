@@ -399,3 +399,25 @@ def test_files_named_by_options_are_checked_before_tensorflow_is_imported(
     line = error_line(result)
     assert line.startswith(f"error: {words}"), line
     assert imported == [], imported
+
+
+def test_training_names_a_day_that_keeps_no_row_asked_for_or_not(
+    tiny_dir: Path, tiny_store: Path, tmp_path: Path, dask_cluster_client
+) -> None:
+    import shutil
+
+    from schemas.training import SplitConfig
+    from tasks.ingest import ingest_file
+    from tasks.split import SplitError, split_store
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    bad = broken(tiny_dir / NAME, tmp_path / "bad" / NAME, "duration", "-5")
+    ingest_file(bad, store, dask_cluster_client, replace_anyway=True)
+    expected = f"{DAY} holds no usable row"
+    with pytest.raises(SplitError, match=expected):
+        split_store(store, None, SplitConfig(), tmp_path / "splits", dask_cluster_client)
+    with pytest.raises(SplitError, match=expected):
+        split_store(store, [DAY], SplitConfig(), tmp_path / "splits", dask_cluster_client)
+    others = [p for p in stored_parts(store) if p != DAY]
+    assert split_store(store, others, SplitConfig(), tmp_path / "splits", dask_cluster_client).partitions
