@@ -8,6 +8,7 @@ The default store is SQLite `mlflow.db` plus an `mlartifacts/` folder in the wor
 import json
 import os
 import re
+import socket
 import subprocess
 import tempfile
 import warnings
@@ -60,12 +61,44 @@ def artifact_location(uri: str) -> str | None:
 
 
 def configure_mlflow() -> str:
-    """Point MLflow at the store and make sure the experiment exists; return its id."""
+    """Point MLflow at the store and make sure the experiment exists; return its id. Runs that a
+    killed `nad` left RUNNING end as KILLED here, so any command that opens the store mends it."""
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location(uri))
-    return mlflow.set_experiment(EXPERIMENT).experiment_id
+    experiment_id = mlflow.set_experiment(EXPERIMENT).experiment_id
+    end_dead_runs(experiment_id)
+    return experiment_id
+
+
+def owner_tags() -> dict[str, str]:
+    """Which process runs an MLflow run: set on every run `nad` starts."""
+    return {"nad.host": socket.gethostname(), "nad.pid": str(os.getpid())}
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def end_dead_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs whose `nad` process, on this host, is gone; return their ids.
+    A run of another host, or of no known process, is left as it is."""
+    client = MlflowClient()
+    ended = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        pid = int(tags.get("nad.pid", "0") or 0)
+        if pid and tags.get("nad.host") == socket.gethostname() and not process_alive(pid):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+    return ended
 
 
 def flatten(value, prefix: str = "") -> dict[str, str]:
@@ -129,7 +162,7 @@ def log_training_run(summary: TrainingSummary, store: str) -> str:
     """One parent run for the training flow, a nested run per net; returns the parent run id."""
     configure_mlflow()
     split = summary.split
-    with mlflow.start_run(run_name=f"train-{Path(summary.run_dir).name}") as parent:
+    with mlflow.start_run(run_name=f"train-{Path(summary.run_dir).name}", tags=owner_tags()) as parent:
         mlflow.log_params(flatten(summary.config.model_dump(mode="json"), "config."))
         mlflow.log_params({param_name(f"data.{part}"): sha for part, sha in split.partitions.items()})
         mlflow.log_params(
@@ -173,7 +206,8 @@ def log_nets(summary: TrainingSummary) -> None:
             mlflow.log_params(
                 {f"class_weight.{net.name}.{k}": round(v, 6) for k, v in net.class_weights.items()}
             )
-        with mlflow.start_run(run_name=net.label if summary.config.ensemble > 1 else net.name, nested=True):
+        name = net.label if summary.config.ensemble > 1 else net.name
+        with mlflow.start_run(run_name=name, nested=True, tags=owner_tags()):
             mlflow.log_params(
                 {
                     "net": net.name,
@@ -333,7 +367,7 @@ def champion_gate(
 def log_evaluation_run(name: str, params: dict[str, str], metrics: dict[str, float]) -> str:
     """An evaluation run (scoring a day against known labels); returns its id."""
     configure_mlflow()
-    with mlflow.start_run(run_name=name) as run:
+    with mlflow.start_run(run_name=name, tags=owner_tags()) as run:
         mlflow.set_tag("nad.kind", "evaluation")
         mlflow.log_params(params)
         mlflow.log_metrics({k: v for k, v in metrics.items() if k.split(".")[-1] in HEADLINE})
