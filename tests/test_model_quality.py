@@ -282,6 +282,7 @@ def test_one_hot_scaler_is_fitted_on_the_train_split_only(tmp_path: Path, dask_c
 
 
 QUICK_DEFAULT = {
+    "feature_set": "paper",  # the paper's features under the default schedule; context_run has context
     "binary": {"epochs": 2},
     "attack": {"epochs": 2},
     "baseline": {"epochs": 2},
