@@ -417,7 +417,7 @@ def split_key(hashes: dict[str, str], cfg: SplitConfig, spec: DatasetSpec, featu
         "schema": spec.schema_version,
         "code": SPLIT_CODE_VERSION,
     }
-    if feature_set != "paper":  # paper splits keep their addresses from before feature sets
+    if feature_set != "paper":  # the paper features add nothing, as before feature sets existed
         material["features"] = list(spec.features_of(feature_set))
     material = json.dumps(material, sort_keys=True)
     return hashlib.sha256(material.encode()).hexdigest()[:16]
