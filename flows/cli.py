@@ -585,14 +585,20 @@ def incidents(
     """Incidents: a source's flagged rows of one class, each within GAP seconds of the last; written
     beside the predictions as STEM.incidents.parquet, the largest printed."""
     check_option_paths(truth=truth)
-    from tasks.incidents import detection_line, folder_incidents, format_incidents
+    from tasks.incidents import FileFailure, detection_line, folder_incidents, format_incidents
 
-    for result in folder_incidents(predictions, gap, truth):
+    results = folder_incidents(predictions, gap, truth)
+    for result in results:
+        if isinstance(result, FileFailure):
+            typer.echo(f"error: {result.error}", err=True)
+            continue
         typer.echo(f"{result.predictions.name}: {len(result.incidents):,} incidents -> {result.path.name}")
         if len(result.incidents):
             typer.echo(format_incidents(result.incidents, top))
         if result.detection:
             typer.echo(detection_line(result.detection))
+    if any(isinstance(result, FileFailure) for result in results):
+        raise typer.Exit(1)
 
 
 def main() -> None:

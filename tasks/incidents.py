@@ -22,6 +22,7 @@ from prefect import task
 
 from schemas.datasets import ZYELL
 from schemas.firewall import CLASS_NAMES, NORMAL
+from tasks.errors import message_about
 from tasks.ingest_parse import LINE_COLUMN
 
 DEFAULT_GAP_SECONDS = 60
@@ -215,6 +216,14 @@ class FileIncidents:
     detection: IncidentDetection | None
 
 
+@dataclass(frozen=True)
+class FileFailure:
+    """A predictions file whose incidents could not be made, and why, in one line."""
+
+    predictions: Path
+    error: str
+
+
 def incidents_path(predictions: Path) -> Path:
     return predictions.with_name(predictions.name.removesuffix(PREDICTIONS_SUFFIX) + INCIDENTS_SUFFIX)
 
@@ -244,14 +253,22 @@ def read_incidents(path: Path) -> pd.DataFrame:
 
 def folder_incidents(
     folder: Path, gap_seconds: float = DEFAULT_GAP_SECONDS, truth_dir: Path | None = None
-) -> list[FileIncidents]:
-    """`write_incidents` for every predictions file of a folder."""
+) -> list[FileIncidents | FileFailure]:
+    """`write_incidents` for every predictions file of a folder; a file that fails is told as a
+    FileFailure and the others go on, as `nad score` does per file."""
     if not folder.is_dir():
         raise IncidentError(f"{folder}: no such folder")
     files = sorted(folder.glob(f"*{PREDICTIONS_SUFFIX}"))
     if not files:
         raise IncidentError(f"{folder}: no *{PREDICTIONS_SUFFIX} (write them with nad score)")
-    return [write_incidents(path, gap_seconds, truth_dir) for path in files]
+    return [file_incidents(path, gap_seconds, truth_dir) for path in files]
+
+
+def file_incidents(path: Path, gap_seconds: float, truth_dir: Path | None) -> FileIncidents | FileFailure:
+    try:
+        return write_incidents(path, gap_seconds, truth_dir)
+    except (OSError, ValueError) as error:
+        return FileFailure(path, message_about(path, error))
 
 
 def format_incidents(incidents: pd.DataFrame, top: int) -> str:

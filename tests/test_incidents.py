@@ -11,6 +11,7 @@ from flows.cli import app
 from schemas.datasets import ZYELL
 from schemas.firewall import COUNTER_COLUMNS, NORMAL
 from tasks.incidents import (
+    FileFailure,
     IncidentDetection,
     IncidentError,
     find_incidents,
@@ -165,8 +166,23 @@ def test_a_folder_without_predictions_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(IncidentError, match=r"no \*\.predictions\.parquet"):
         folder_incidents(tmp_path)
     (tmp_path / "x.predictions.parquet").write_text("not parquet")
-    with pytest.raises(IncidentError, match="not a predictions file"):
-        folder_incidents(tmp_path)
+    [failure] = folder_incidents(tmp_path)
+    assert (
+        isinstance(failure, FileFailure) and "x.predictions.parquet: not a predictions file" in failure.error
+    )
+
+
+def test_one_corrupt_predictions_file_fails_alone(tmp_path: Path) -> None:
+    write_predictions(tmp_path, with_labels=True)
+    (tmp_path / "0122_firewall.predictions.parquet").write_bytes(b"PAR1 broken")
+    result = CliRunner().invoke(app, ["incidents", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert (
+        "error: " in result.output
+        and "0122_firewall.predictions.parquet: not a predictions file" in result.output
+    )
+    assert "0123_firewall.predictions.parquet: 4 incidents" in result.output
+    assert (tmp_path / "0123_firewall.incidents.parquet").is_file()
 
 
 def test_detection_figures_survive_the_summary_json() -> None:
