@@ -306,26 +306,32 @@ def check_same_rows(champion, challenger) -> None:
 
 
 @pytest.mark.slow
-def test_a_crippled_challenger_leaves_the_champion_in_place(
-    tiny_store: Path, gate_out: Path, dask_cluster_client, prefect_harness, fresh_mlflow: str
+@pytest.mark.parametrize(
+    ("champion_config", "challenger_config", "decision", "champion_after"),
+    [(GOOD, CRIPPLED, "kept", "1"), (CRIPPLED, GOOD, "promoted", "2")],
+    ids=[
+        "a crippled challenger leaves the champion in place",
+        "a good challenger replaces a crippled champion",
+    ],
+)
+def test_the_gate_keeps_the_better_model_on_the_same_rows(
+    champion_config: TrainConfig,
+    challenger_config: TrainConfig,
+    decision: str,
+    champion_after: str,
+    tiny_store: Path,
+    gate_out: Path,
+    dask_cluster_client,
+    prefect_harness,
+    fresh_mlflow: str,
 ) -> None:
     address = dask_cluster_client.scheduler.address
-    champion, challenger = gate_on_same_rows(GOOD, CRIPPLED, tiny_store, gate_out, address)
+    champion, challenger = gate_on_same_rows(
+        champion_config, challenger_config, tiny_store, gate_out, address
+    )
     gate = challenger.tracking.gate
-    assert gate.decision == "kept" and gate.bound > 0, gate.describe()
-    assert str(MlflowClient().get_model_version_by_alias("nad-fusion", CHAMPION).version) == "1"
-    assert MlflowClient().get_run(challenger.tracking.run_id).data.tags["gate.decision"] == "kept"
-    check_same_rows(champion, challenger)
-
-
-@pytest.mark.slow
-def test_a_good_challenger_replaces_a_crippled_champion(
-    tiny_store: Path, gate_out: Path, dask_cluster_client, prefect_harness, fresh_mlflow: str
-) -> None:
-    address = dask_cluster_client.scheduler.address
-    champion, challenger = gate_on_same_rows(CRIPPLED, GOOD, tiny_store, gate_out, address)
-    gate = challenger.tracking.gate
-    assert gate.decision == "promoted" and gate.bound <= 0, gate.describe()
-    assert gate.challenger.criterion > gate.champion.criterion
-    assert str(MlflowClient().get_model_version_by_alias("nad-fusion", CHAMPION).version) == "2"
+    assert gate.decision == decision and (gate.bound > 0) == (decision == "kept"), gate.describe()
+    assert (gate.challenger.criterion > gate.champion.criterion) == (decision == "promoted")
+    assert str(MlflowClient().get_model_version_by_alias("nad-fusion", CHAMPION).version) == champion_after
+    assert MlflowClient().get_run(challenger.tracking.run_id).data.tags["gate.decision"] == decision
     check_same_rows(champion, challenger)
