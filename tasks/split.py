@@ -292,12 +292,9 @@ def assigned_splits(manifest: dict, frame: pd.DataFrame) -> np.ndarray:
     numbers = [StorePart(name, "", manifest["dataset"]).number for name in manifest["partitions"]]
     held = frame["partition"].isin(numbers).to_numpy()
     if assignment.grouping == ROW:
-        labels = frame["label"].to_numpy().astype(np.int64)
-        splits = assign_splits(
-            labels, row_keys(assignment.seed, frame["partition"].to_numpy(), frame[LINE_COLUMN].to_numpy()),
-            assignment.thresholds,
-        )  # fmt: skip
-    else:
+        labels, lines = frame["label"].to_numpy().astype(np.int64), frame[LINE_COLUMN].to_numpy()
+        splits = assignment.splits(labels, frame["partition"].to_numpy(), lines, None)
+    else:  # split files hold no time: their group ids say which block a row was in
         splits = assignment.of_groups(frame[GROUP_COLUMN].to_numpy().astype(np.uint64))
     return np.where(held, splits, -1).astype(np.int8)
 
