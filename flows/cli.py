@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 import traceback
 from enum import StrEnum
 from pathlib import Path
@@ -18,7 +19,7 @@ import typer
 from schemas.datasets import DatasetSpec, PartitionError, get_dataset
 from schemas.firewall import CLASS_NAMES
 from schemas.generation import TrafficConfig, get_preset
-from schemas.runtime import DASK_ADDRESS_ENV
+from schemas.runtime import DASK_ADDRESS_ENV, QUIET_LOG_ENV
 from tasks.errors import InputError, message_about, message_of
 
 # Prefect's 20 s wait for its temporary server is too short on a busy 2-core machine.
@@ -95,6 +96,9 @@ def _root(
 ) -> None:
     """Network anomaly detection by model fusion, on ZYELL-format firewall logs or NSL-KDD."""
     Session.debug = debug
+    if not debug:
+        quiet_log = Path(tempfile.gettempdir()) / f"nad-fusion-{os.getuid()}.log"
+        os.environ.setdefault(QUIET_LOG_ENV, str(quiet_log))
 
 
 class WithoutTraceback(logging.Formatter):

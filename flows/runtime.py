@@ -167,6 +167,7 @@ class Stopper:
             self.stop_now()
         name = signal.Signals(signum).name
         say(f"error: interrupted by {name}; stopping (within {GRACE_S:.0f} s; send it again to stop now)")
+        quiet_stderr()
         timer = threading.Timer(GRACE_S, self.stop_now)
         timer.daemon = True
         timer.start()
@@ -189,6 +190,22 @@ class Stopper:
             for signum in data:
                 if signum in STOP_SIGNALS:
                     self.received(signum, "wakeup")
+
+
+def quiet_stderr() -> None:
+    """From now on this process's stderr goes to the NAD_QUIET_LOG file, if set: what libraries
+    print while being torn down (Prefect's crash report, Dask's closing errors) is noise to the
+    user, who has the one `error:` line already, but is kept for whoever debugs."""
+    from schemas.runtime import QUIET_LOG_ENV  # here: the watchdog runs this file with -I, alone
+
+    log = os.environ.get(QUIET_LOG_ENV)
+    if not log:
+        return
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+        descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(descriptor, 2)
+        os.close(descriptor)
 
 
 def say(line: str) -> None:
