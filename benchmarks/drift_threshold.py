@@ -30,8 +30,8 @@ from tasks.split import split_store
 SEED = 7
 
 
-def reference_prep(data: Path, work: Path, train_files: list[str]):
-    config = TrainConfig.from_preset("default").for_dataset(ZYELL)
+def reference_prep(data: Path, work: Path, train_files: list[str], feature_set: str | None):
+    config = TrainConfig.from_file(None, "default", feature_set).for_dataset(ZYELL)
     with dask_client() as client:
         store = work / "store"
         list(ingest_files([data / name for name in train_files], store, client))
@@ -59,12 +59,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="demo", choices=["tiny", "demo"])
     parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument(
+        "--feature-set", choices=["paper", "context"], default=None, help="default: the preset's"
+    )
     args = parser.parse_args()
     data = args.work / "data"
     preset = get_preset(args.preset)
     days = generate_dataset(preset, SEED, data)
     shifted = write_shifted_day(preset, SEED, data)
-    prep = reference_prep(data, args.work, [d.file for d in days if d.split == "train"])
+    prep = reference_prep(data, args.work, [d.file for d in days if d.split == "train"], args.feature_set)
     tests = [d.file for d in days if d.split == "test"] + [shifted.file]
     largest = {}
     for name in tests:

@@ -15,16 +15,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from schemas.datasets import plain_name
 from schemas.firewall import CLASS_NAMES
 from tasks.context import build_tables, context_features, stored_rows, valid_rows
-from tasks.drift import InputCounter, ReferenceProfile, drift_report
+from tasks.drift import (
+    REPORT_SUFFIX,
+    DriftReport,
+    InputCounter,
+    ReferenceProfile,
+    drift_report,
+    read_report,
+    write_report,
+)
+from tasks.drift_publish import report_files
 from tasks.errors import InputError, ModelError
+from tasks.fusion import load_predictor
 from tasks.ingest_lines import plan_blocks
 from tasks.ingest_parse import parse_block
 from tasks.ingest_scan import resolve_partition, scan_file
 from tasks.preprocess import ARTIFACT_NAME, Preprocessing
-from tasks.score import context_pass
-from tasks.store import StoreError, check_store, part_dir, read_report, stored_parts
+from tasks.score import champion_uri, check_model_dataset, context_pass, predictor_folder
+from tasks.store import StoreError, check_store, part_dir, stored_parts
+from tasks.store import read_report as read_store_report
 
 
 def reference_of(prep: Preprocessing, model: str) -> ReferenceProfile:
@@ -59,7 +71,7 @@ def store_days(store: Path, days: list[str] | None, dataset: str) -> list[str]:
     if not chosen:
         raise InputError(f"{store}: no stored days; nothing to check")
     for day in chosen:
-        if read_report(store, day) is None:
+        if read_store_report(store, day) is None:
             raise InputError(f"{store}: no stored partition {day}")
     return chosen
 
@@ -106,3 +118,36 @@ def stored_day_drift(store: Path, day: str, predictor, model: str):
         return day_drift(f"{store}/{day}", blocks, predictor, model)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def drift_reports(
+    paths: list[Path], store: Path | None, days: list[str] | None, model: str | None, spec, out: Path
+) -> list[DriftReport]:
+    """`nad drift`: the reports that `paths` name, or those of its data files and of the store's
+    days, computed with `model` (default: the dataset's champion) and written to `out`."""
+    reports = [Path(p) for p in paths if is_report(Path(p))]
+    data_files = [Path(p) for p in paths if not is_report(Path(p))]
+    loaded = [read_report(path) for path in report_files(reports)] if reports else []
+    if not data_files and store is None:
+        return loaded
+    name = model or champion_uri(spec)
+    folder = predictor_folder(name)
+    check_model_dataset(folder, spec, name)
+    predictor = load_predictor(folder)
+    reference_of(predictor.preprocessing, name)  # before any day is read
+    out.mkdir(parents=True, exist_ok=True)
+    computed = [file_drift(path, predictor, name) for path in data_files]
+    if store is not None:
+        computed += [
+            stored_day_drift(store, day, predictor, name) for day in store_days(store, days, spec.name)
+        ]
+    for report in computed:
+        write_report(report, out / f"{Path(plain_name(Path(report.file))).stem}{REPORT_SUFFIX}")
+    return loaded + computed
+
+
+def is_report(path: Path) -> bool:
+    """A drift report, or a folder of them; anything else is a data file to check."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    return path.is_dir() or path.name.endswith(REPORT_SUFFIX)
