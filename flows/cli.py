@@ -580,6 +580,7 @@ def drift(
     reports = drift_reports(paths or [], store, parse_partitions(days, spec), model, spec, out)
     for report in reports:
         typer.echo(drift_line(report))
+    out.mkdir(parents=True, exist_ok=True)
     typer.echo(f"heatmap: {write_heatmap(reports, out / HEATMAP_NAME)}")
 
 
