@@ -30,7 +30,7 @@ BATCH_ROWS = 65_536
 FLOOR = 1e-4  # an empty bin's share, so that the log stays finite
 PSI_THRESHOLD = 0.25  # an input above it is flagged (the usual "major shift" of PSI)
 # A day drifts when more than this share of its inputs is flagged: normal test days flag at most
-# 19% (tiny) and 7% (demo), the shifted day at least 35%; this is midway (docs/drift.md).
+# 18% (tiny) and 6% (demo), the shifted day at least 35%; this is midway (docs/drift.md).
 DAY_SHARE = 0.25
 TOP_INPUTS = 5
 REPORT_SUFFIX = ".drift.json"
