@@ -550,6 +550,55 @@ def pipeline(
         typer.echo(f"scored {Path(report.file).name}: {report.rows_read:,} rows, {criterion}")
 
 
+@app.command()
+def drift(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Days to check: data files (checked with --model), or drift reports of nad score "
+            "(STEM.drift.json, or a --out folder of nad score)."
+        ),
+    ] = None,
+    store: Annotated[Path | None, typer.Option(help="Check the days of this store instead.")] = None,
+    days: Annotated[
+        str | None, typer.Option(help="With --store: comma-separated days YYYY-MM-DD (default: all).")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="The model whose training period is the reference (default: the champion)."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the reports and the heatmap.")] = Path("drift"),
+    dataset: DatasetOption = DatasetChoice.zyell,
+) -> None:
+    """Drift of each day against the model's training period: PSI per model input, the predicted
+    class mix against the training mix; writes STEM.drift.json and drift-heatmap.png to --out."""
+    if bool(paths) == (store is not None):
+        raise typer.BadParameter("give days to check (files or reports) or --store, one of the two")
+    if days and store is None:
+        raise typer.BadParameter("--days applies to --store", param_hint="--days")
+    check_option_paths(model=model)
+    from tasks.drift_days import drift_reports
+    from tasks.drift_publish import HEATMAP_NAME, write_heatmap
+
+    spec = get_dataset(dataset)
+    reports = drift_reports(paths or [], store, parse_partitions(days, spec), model, spec, out)
+    for report in reports:
+        typer.echo(drift_line(report))
+    out.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"heatmap: {write_heatmap(reports, out / HEATMAP_NAME)}")
+
+
+def drift_line(report) -> str:
+    """A day's verdict, its top inputs and its class mix against the training mix."""
+    top = ", ".join(f"{name} {report.psi[name]:.2f}" for name in report.top)
+    attack, trained = 1 - report.predicted_mix["Normal"], 1 - report.training_mix["Normal"]
+    return (
+        f"{Path(report.file).name}: {'DRIFT' if report.drifted else 'ok'}: {len(report.flagged)} of "
+        f"{len(report.psi)} inputs over PSI {report.threshold:g} (drift above {report.day_share:.0%}); "
+        f"top {top}; class mix PSI {report.class_mix_psi:.3f} (attacks {attack:.2%} against {trained:.2%})"
+    )
+
+
 def report_error(error: Exception) -> int:
     """Print `error` as one `error:` line (after its traceback with --debug); return the exit code.
 

@@ -3,7 +3,8 @@
 `nad score` and the `score-day` deployment both run this flow, so both refuse a model of
 another dataset, default to the dataset's champion and log an MLflow evaluation run for each
 file whose labels are known. One bad file fails only its own task; the flow then ends Failed,
-naming it, after the other files were scored.
+naming it, after the other files were scored. The scored days' drift reports are then shown
+together (tasks/drift_publish.py): a heatmap beside the predictions, a Prefect table, MLflow.
 """
 
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from schemas.datasets import DEFAULT_DATASET, get_dataset
+from tasks.drift_publish import publish_drift_task
 from tasks.errors import InputError, NadError
 from tasks.score import ScoredFile, champion_uri, resolve_model_task, score_file_task, scored_file, truth_of
 from tasks.voting import voting_of
@@ -59,6 +61,10 @@ def score_days(
         scored_file(path, future.result(raise_on_failure=False))
         for path, future in zip(paths, futures, strict=True)
     ]
+    drifted = [outcome for outcome in outcomes if outcome.report and outcome.report.drift]
+    if drifted:  # models from before drift checks have no reference profile: no reports
+        reports = [Path(outcome.report.drift) for outcome in drifted]
+        publish_drift_task(reports, [outcome.mlflow_run for outcome in drifted], Path(out))
     if any(outcome.error for outcome in outcomes):
         raise ScoreFailed(outcomes)
     return outcomes

@@ -164,3 +164,24 @@ def generate_dataset(preset: Preset, seed: int, out_dir: Path) -> list[DaySummar
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, out_dir / MANIFEST)
     return summaries
+
+
+SHIFTED_DATE = "2021-01-27"  # the day after the last test day
+SHIFTED_ATTACK_SHARES = {
+    "Probing-IP sweep": 0.25,
+    "Probing-Port sweep": 0.15,
+    "DDOS-smurf": 0.02,
+    "Probing-Nmap": 0.01,
+}
+SHIFTED_TRAFFIC = {"failed_session_share": 0.3, "monitoring_share": 0.08, "multiport_share": 0.05}
+
+
+def write_shifted_day(preset: Preset, seed: int, out_dir: Path) -> DaySummary:
+    """A test day unlike the training period, for drift demos: on the site of `preset` and
+    `seed`, as large as its last test day, but with ten times the attack rows and another mix
+    of normal traffic (more failed sessions, monitoring and multi-port sessions)."""
+    last = preset.days[-1]
+    attacks = {name: round(last.rows * share) for name, share in SHIFTED_ATTACK_SHARES.items()}
+    plan = DayPlan(date=SHIFTED_DATE, split="test", rows=last.rows, attacks=attacks)
+    shifted = preset.model_copy(update={"traffic": preset.traffic.model_copy(update=SHIFTED_TRAFFIC)})
+    return write_day(plan, shifted, network_for(seed, preset), seed, out_dir)

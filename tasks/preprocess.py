@@ -1,6 +1,7 @@
 """The paper's preprocessing: the spec's features, each categorical column as a vocabulary index
 (ZYELL: `app`), optionally `log1p` on the spec's heavy-tailed columns and the spec's one-hot
 columns as one 0/1 input per code, a standard scaler, clipping.
+The artifact also holds the train split's reference profile for drift checks (tasks/drift.py).
 
 The scaler is fitted out-of-core on the train split only: each partition contributes its
 count, mean and sum of squared deviations, combined with Chan's parallel formula, which gives
@@ -9,7 +10,8 @@ one JSON artifact; no pickles.
 """
 
 import json
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -22,10 +24,12 @@ from prefect import task
 from schemas.context import ContextSpec
 from schemas.datasets import ZYELL, CategoricalColumn, DatasetSpec, get_dataset
 from tasks.context import frame_context
+from tasks.drift import ReferenceProfile, fit_reference
 from tasks.errors import retry_if_transient
 
 ARTIFACT_NAME = "preprocessing.json"
-ARTIFACT_VERSION = 5  # 5: one-hot columns; 4: feature sets; 3: log1p columns; 2: dataset specs; 1: ZYELL
+# 6: reference profile; 5: one-hot columns; 4: feature sets; 3: log1p columns; 2: dataset specs; 1: ZYELL
+ARTIFACT_VERSION = 6
 
 
 def encode_category(values: pd.Series, column: CategoricalColumn) -> np.ndarray:
@@ -101,14 +105,25 @@ class Preprocessing:
     log_columns: tuple[str, ...] = ()  # log1p before the scaler; empty in artifacts before version 3
     feature_set: str = "paper"  # `context`: `features` end with the context features (version 4)
     one_hot: tuple[str, ...] = ()  # given as one 0/1 input per code; empty before version 5
+    reference: ReferenceProfile | None = None  # for drift checks; None before version 6
     version: int = ARTIFACT_VERSION
 
     def transform(self, encoded: np.ndarray) -> np.ndarray:
         """Encoded features (rows x features) to the nets' inputs (rows x width): log1p on the
         heavy-tailed columns, one-hot columns expanded, scale, clip."""
-        inputs = expand_one_hot(log_columns(encoded, self.log_indices), self.one_hot_blocks)
+        return self.scale(self.unscaled(encoded))
+
+    def unscaled(self, encoded: np.ndarray) -> np.ndarray:
+        """The nets' inputs before the scaler: log1p and one-hot applied (what drift is measured on)."""
+        return expand_one_hot(log_columns(encoded, self.log_indices), self.one_hot_blocks)
+
+    def scale(self, inputs: np.ndarray) -> np.ndarray:
         scaled = (inputs - np.asarray(self.means, dtype=np.float32)) / np.asarray(self.stds, dtype=np.float32)
         return np.clip(scaled, -self.clip, self.clip, out=scaled).astype(np.float32, copy=False)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return input_names(self.features, self.categorical, self.one_hot)
 
     @property
     def one_hot_blocks(self) -> dict[int, int]:
@@ -132,10 +147,14 @@ class Preprocessing:
         """Raw rows (the dataset's columns) to the nets' input matrix. Under feature set
         `context`, `context` holds the rows' context features (`tasks/context.py`); without it
         the frame counts as a whole file and they are computed from it."""
+        return self.scale(self.raw_inputs(frame, context))
+
+    def raw_inputs(self, frame: pd.DataFrame, context: pd.DataFrame | None = None) -> np.ndarray:
+        """Raw rows to the nets' inputs before the scaler (see `transform_raw`)."""
         if self.context is not None:
             context = frame_context(frame, self.context) if context is None else context
             frame = pd.concat([frame, context], axis=1)
-        return self.transform(encode_features(frame, self.features, self.categorical).to_numpy())
+        return self.unscaled(encode_features(frame, self.features, self.categorical).to_numpy())
 
     @property
     def spec(self) -> DatasetSpec:
@@ -143,7 +162,9 @@ class Preprocessing:
 
     def save(self, folder: Path) -> Path:
         path = Path(folder) / ARTIFACT_NAME
-        path.write_text(json.dumps(asdict(self), indent=2))
+        tmp = path.with_name(f".{ARTIFACT_NAME}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, path)
         return path
 
     @classmethod
@@ -156,7 +177,9 @@ class Preprocessing:
         if data.get("version") == 3:
             data = {**data, "feature_set": "paper", "version": 4}
         if data.get("version") == 4:
-            data = {**data, "one_hot": [], "version": ARTIFACT_VERSION}
+            data = {**data, "one_hot": [], "version": 5}
+        if data.get("version") == 5:
+            data = {**data, "reference": None, "version": ARTIFACT_VERSION}
         if data.get("version") != ARTIFACT_VERSION:
             raise ValueError(
                 f"{folder}: preprocessing artifact version {data.get('version')} is not {ARTIFACT_VERSION}"
@@ -164,6 +187,8 @@ class Preprocessing:
         data["categorical"] = [
             CategoricalColumn(c["name"], tuple(c["vocabulary"]), c["unknown"]) for c in data["categorical"]
         ]
+        reference = data.pop("reference", None)
+        data["reference"] = ReferenceProfile.from_dict(reference) if reference else None
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
@@ -284,13 +309,23 @@ def fit_preprocessing_task(
     feature_set: str = "paper",
     one_hot: bool = False,
 ) -> Path:
-    """Prefect task: fit on the train split and write the JSON artifact; returns its folder
-    (see `preprocessing_folder`)."""
+    """Prefect task: fit on the train split, with its reference profile, and write the JSON
+    artifact; returns its folder (see `preprocessing_folder`). A folder fitted before reference
+    profiles gets one."""
     if (out_dir / ARTIFACT_NAME).exists():
-        return out_dir
-    with Client(dask_address, set_as_default=False) as client:
-        spec = get_dataset(dataset)
-        fitted = fit_preprocessing(train_files, clip, client, spec, log_transform, feature_set, one_hot)
+        fitted = Preprocessing.load(out_dir)
+        if fitted.reference is not None:
+            return out_dir
+    else:
+        with Client(dask_address, set_as_default=False) as client:
+            spec = get_dataset(dataset)
+            fitted = fit_preprocessing(train_files, clip, client, spec, log_transform, feature_set, one_hot)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fitted.save(out_dir)
+    with_reference(fitted, train_files).save(out_dir)
     return out_dir
+
+
+def with_reference(fitted: Preprocessing, train_files: list[str]) -> Preprocessing:
+    """`fitted` with the reference profile of the train split it was fitted on."""
+    profile = fit_reference(train_files, fitted.features, fitted.input_names, fitted.unscaled)
+    return replace(fitted, reference=profile)

@@ -7,6 +7,8 @@ The predictor knows its dataset (its preprocessing names the spec). Per input fi
 - `STEM.quarantine.parquet`: rejected rows with file, line, columns and reason;
 - `STEM.out_of_scope.parquet`: valid rows of a labelled file whose label is outside the five
   classes, set aside unscored;
+- `STEM.drift.json`: the day's drift against the model's training period (tasks/drift.py),
+  when the model has a reference profile;
 - `STEM.summary.json`: rows read = kept + quarantined + out of scope, counts per predicted
   class and, when labels are known (a label column, or a truth file), every metric.
 
@@ -37,6 +39,9 @@ from schemas.context import ContextSpec
 from schemas.datasets import DatasetSpec, get_dataset, plain_name
 from schemas.firewall import CLASS_NAMES, NORMAL
 from tasks.context import ContextTables, build_tables, context_features, valid_rows, write_arrow
+from tasks.drift import REPORT_SUFFIX as DRIFT_SUFFIX
+from tasks.drift import InputCounter, drift_report
+from tasks.drift import write_report as write_drift_report
 from tasks.errors import InputError, ModelError, message_about, message_of, retry_if_transient
 from tasks.fusion import PREDICTOR_FILE, load_predictor, load_preprocessing
 from tasks.incidents import (
@@ -182,6 +187,7 @@ class ScoreReport:
     incident_detection: dict | None = None  # with labels: episodes detected, incidents false
     vote: dict | None = None  # voting by source: its window and rule; None: no vote
     rows_revoted: int | None = None  # flagged rows whose class the vote changed
+    drift: str | None = None  # the drift report (tasks/drift.py); None: the model has no reference
 
     @property
     def rows_per_second(self) -> float:
@@ -240,6 +246,8 @@ def score_file(
     context = predictor.preprocessing.context
     stem = Path(plain_name(path)).stem
     tables_dir = out_dir / f".{stem}.context"
+    reference = predictor.preprocessing.reference
+    drift = InputCounter(reference) if reference is not None else None  # None: a model from before drift
 
     def predictions():
         tables, load = context_pass(blocks, context, tables_dir) if context else (None, None)
@@ -255,9 +263,10 @@ def score_file(
                 outside_parts.append(rows.loc[outside, list(store_columns(spec))])
                 valid = rows.loc[~rejected & ~outside].reset_index(drop=True)
                 features = context_features(valid, tables, index) if tables else None
-                codes, probability = predictor.predict_codes(
-                    predictor.preprocessing.transform_raw(valid, features)
-                )
+                inputs = predictor.preprocessing.raw_inputs(valid, features)
+                if drift is not None:
+                    drift.add(inputs)
+                codes, probability = predictor.predict_codes(predictor.preprocessing.scale(inputs))
                 counts["kept"] += len(valid)
                 counts["quarantined"] += int(rejected.sum())
                 counts["out_of_scope"] += int(outside.sum())
@@ -298,6 +307,11 @@ def score_file(
     _atomic_frame(outside_parts, out_dir / f"{stem}.out_of_scope.parquet")
     # incidents group rows by source and time: the identifier columns a context spec declares
     found = write_incidents(target, truth_dir=truth.parent if truth else None) if spec.context else None
+    predicted_by_class = {name: int(n) for name, n in zip(CLASS_NAMES, predicted, strict=True)}
+    drift_path = None
+    if drift is not None:
+        drifted = drift_report(str(path), model, drift, predicted_by_class)
+        drift_path = str(write_drift_report(drifted, out_dir / f"{stem}{DRIFT_SUFFIX}"))
     report = ScoreReport(
         file=str(path),
         predictions=str(target),
@@ -306,13 +320,14 @@ def score_file(
         rows_kept=counts["kept"],
         rows_quarantined=counts["quarantined"],
         rows_out_of_scope=counts["out_of_scope"],
-        predicted={name: int(n) for name, n in zip(CLASS_NAMES, predicted, strict=True)},
+        predicted=predicted_by_class,
         metrics=evaluate_confusion(confusion).to_dict() if labelled else None,
         seconds=round(time.perf_counter() - started, 3),
         incidents=None if found is None else len(found.incidents),
         incident_detection=found.detection.to_dict() if found and found.detection else None,
         vote=asdict(vote) if vote else None,
         rows_revoted=revoted,
+        drift=drift_path,
     )
     if report.rows_read != report.rows_kept + report.rows_quarantined + report.rows_out_of_scope:
         raise RuntimeError(
