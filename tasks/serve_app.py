@@ -23,6 +23,7 @@ worker is a plain single-process uvicorn (its multi-worker mode delays kept-aliv
 import asyncio
 import contextlib
 import itertools
+import json
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -82,17 +83,25 @@ class Rows:
         return pd.DataFrame(self.data, columns=list(self.columns))
 
 
+def parse_json(body: bytes):
+    """orjson, or the standard parser for what only it accepts (NaN, as MLflow's clients send)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def request_rows(body: bytes) -> Rows | Refused:
     """The rows of an MLflow `dataframe_split` request, or why it cannot be read."""
     try:
-        split = orjson.loads(body)["dataframe_split"]
+        split = parse_json(body)["dataframe_split"]
         rows = Rows(tuple(split["columns"]), split["data"])
         if all(isinstance(row, list) and len(row) == len(rows.columns) for row in rows.data):
             return rows
         error = ValueError()
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as caught:
+    except (KeyError, TypeError, ValueError) as caught:  # JSONDecodeError is a ValueError
         error = caught
-    why = "not JSON" if isinstance(error, orjson.JSONDecodeError) else "not a dataframe_split"
+    why = "not JSON" if isinstance(error, json.JSONDecodeError) else "not a dataframe_split"
     return Refused(
         f'the body is {why}: send {{"dataframe_split": {{"columns": [...], "data": [[...]]}}}}',
         400,
@@ -184,6 +193,8 @@ def score_batch(predictor, requests: list[Rows]) -> list[list[str] | Refused]:
         if own:
             results[index] = Refused(refusal_message(own, int(end - start)))
     good = [index for index, result in enumerate(results) if result is None]
+    if not good:
+        return results
     if len(good) < len(requests):
         keep = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in good] or [np.zeros(0, int)])
         typed = typed.iloc[keep].reset_index(drop=True)
