@@ -1,15 +1,17 @@
-"""Serving under load: a burst of concurrent requests against `mlflow models serve`, 1 worker against N.
+"""Serving under load: `nad serve` against stock `mlflow models serve` of the same model, in one run.
 
-For each worker count, the served setup of `tasks.serving` starts on 127.0.0.1; after /ping
-answers and every worker is warm, single requests are timed one after another (median), then
-`--requests` requests (default 200, `--rows` rows each) are released at once, one thread each,
-over loopback only. Printed: p50, p99 and max latency of the burst, its throughput, and errors.
+For each setup (`nad:N` is `nad serve --workers N`, `mlflow:N` is `mlflow models serve -w N` as
+`tasks.serving` sets it up), the server starts on 127.0.0.1; once it answers and every worker
+is warm, printed are: the median of 20 single 20-row requests one after another; a burst of
+`--requests` requests (default 200, `--rows` rows each) released at once, one thread each (p50,
+p99, max, requests/s, errors); the median of 3 requests of 4,000 rows; the peak RSS of the
+largest worker process. The load average is printed beside each row: the machine is shared.
 
-    .venv/bin/python benchmarks/bench_serve.py [--model URI] [--workers 1,2] [--requests 200]
+    .venv/bin/python benchmarks/bench_serve.py [--model URI] [--setups nad:2,mlflow:2] [--requests 200]
 
 Without --model, a tiny model is trained first (the tiny preset, 2 epochs per net) in a temporary
-folder with its own MLflow store and Prefect home, which takes a few minutes. With --model, the
-model is read from MLFLOW_TRACKING_URI.
+folder with its own MLflow store and Prefect home, which takes a few minutes. With --model (e.g.
+`models:/nad-fusion@champion`), the model is read from MLFLOW_TRACKING_URI and reused.
 """
 
 import argparse
@@ -31,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from schemas.firewall import UNLABELLED_COLUMNS
-from tasks.serving import serve_command, serve_env
+from tasks.serving import quiet_tensorflow, serve_command, serve_env
 
 NAD = str(Path(sys.executable).parent / "nad")
 QUICK = {"preset": "paper", "binary": {"epochs": 2}, "attack": {"epochs": 2}, "baseline": {"epochs": 2}}
@@ -49,8 +51,11 @@ def make_tiny_model(folder: Path, env: dict[str, str]) -> str:
     return "models:/nad-fusion@champion"
 
 
-def request_body(day: Path, rows: int) -> bytes:
-    frame = pd.read_csv(day).head(rows)[list(UNLABELLED_COLUMNS)].astype({"duration": "float64"})
+def request_body(day: Path, rows: int, repeat: bool = False) -> bytes:
+    """`rows` rows of the day as a `dataframe_split` body (the day's rows again and again if `repeat`)."""
+    frame = pd.read_csv(day)[list(UNLABELLED_COLUMNS)]
+    frame = (pd.concat([frame] * (rows // len(frame) + 1)) if repeat else frame).head(rows)
+    frame = frame.astype({"duration": "float64"})
     split = {"columns": list(frame.columns), "data": frame.astype(object).values.tolist()}
     return json.dumps({"dataframe_split": split}).encode()
 
@@ -123,44 +128,75 @@ def stop_group(process: subprocess.Popen, seconds: float = 60) -> None:
         time.sleep(0.5)
 
 
-def measure(model: str, workers: int, body: bytes, count: int) -> dict:
+def server_command(setup: str, model: str, port: int) -> tuple[list[str], dict[str, str]]:
+    kind, workers = setup.split(":")
+    if kind == "nad":
+        command = [NAD, "serve", "--model", model, "--port", str(port), "--workers", workers]
+        return command, dict(os.environ)
+    return serve_command(model, port, int(workers)), serve_env(int(workers))
+
+
+def peak_rss_mib(pgid: int, launcher: int) -> float:
+    """The largest peak RSS (VmHWM) of the group's processes other than the launcher."""
+    peaks = [0.0]
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            group = (entry / "stat").read_text().rsplit(")", 1)[1].split()[2]
+            status = (entry / "status").read_text()
+        except (OSError, IndexError):
+            continue
+        if group == str(pgid) and entry.name != str(launcher):
+            peaks += [int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM")]
+    return max(peaks)
+
+
+def measure(setup: str, model: str, body: bytes, large: bytes, count: int) -> dict:
     port = free_port()
+    command, env = server_command(setup, model, port)
+    out = subprocess.PIPE if setup.startswith("nad:") else subprocess.DEVNULL  # nad's "serving" line
     process = subprocess.Popen(
-        serve_command(model, port, workers),
-        env=serve_env(workers),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        command, env=env, stdout=out, stderr=subprocess.DEVNULL, start_new_session=True, text=True
     )
     url = f"http://127.0.0.1:{port}/invocations"
+    workers = int(setup.split(":")[1])
     try:
+        if setup.startswith("nad:"):
+            process.stdout.readline()  # "serving ...": every worker listens
         wait_for_ping(port, process)
         for _ in range(3):
             burst(url, body, 4 * workers)  # every worker loads its graph
         single = statistics.median(end - start for _, start, end in (post(url, body) for _ in range(20)))
         results = burst(url, body, count)
+        large_s = statistics.median(end - start for _, start, end in (post(url, large) for _ in range(3)))
+        rss = peak_rss_mib(process.pid, process.pid)
     finally:
         stop_group(process)
     latencies = sorted(end - start for _, start, end in results)
     wall = max(end for *_, end in results) - min(start for _, start, _ in results)
     return {
-        "workers": workers,
+        "setup": setup,
         "single_ms": single * 1000,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[max(0, round(0.99 * len(latencies)) - 1)] * 1000,
         "max_ms": latencies[-1] * 1000,
         "per_s": len(results) / wall,
         "errors": sum(status != 200 for status, *_ in results),
+        "large_ms": large_s * 1000,
+        "rss_mib": rss,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="a model URI (default: train a tiny one first)")
-    parser.add_argument("--workers", default=f"1,{os.cpu_count() or 1}")
+    cores = os.cpu_count() or 1
+    parser.add_argument(
+        "--setups", default=f"nad:{cores},mlflow:{cores}", help="nad:N and mlflow:N, by commas"
+    )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--rows", type=int, default=20, help="rows per request")
     args = parser.parse_args()
+    quiet_tensorflow()
     folder = Path(tempfile.mkdtemp(prefix="nad-bench-serve-"))
     subprocess.run([NAD, "generate", "--out", str(folder / "data"), "--preset", "tiny"], check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
@@ -172,15 +208,18 @@ def main() -> None:
         }
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
         model = make_tiny_model(folder, dict(os.environ))
-    body = request_body(folder / "data" / "0124_firewall.csv", args.rows)
+    day = folder / "data" / "0124_firewall.csv"
+    body, large = request_body(day, args.rows), request_body(day, 4000, repeat=True)
     print(f"{args.requests} concurrent requests of {args.rows} rows ({len(body):,} bytes) to {model}")
-    print("| workers | single request | burst p50 | burst p99 | burst max | throughput | errors |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for workers in (int(w) for w in args.workers.split(",")):
-        r = measure(model, workers, body, args.requests)
+    print("| setup | single request p50 | burst p50 | burst p99 | burst max | throughput | errors "
+          "| 4,000 rows | peak RSS per worker | load average |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for setup in args.setups.split(","):
+        r = measure(setup, model, body, large, args.requests)
         print(
-            f"| {r['workers']} | {r['single_ms']:.0f} ms | {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms "
-            f"| {r['max_ms']:.0f} ms | {r['per_s']:.1f} req/s | {r['errors']} |",
+            f"| {r['setup']} | {r['single_ms']:.1f} ms | {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms "
+            f"| {r['max_ms']:.0f} ms | {r['per_s']:.0f} req/s | {r['errors']} | {r['large_ms']:.0f} ms "
+            f"| {r['rss_mib']:.0f} MiB | {' '.join(f'{v:.2f}' for v in os.getloadavg())} |",
             flush=True,
         )
 

@@ -21,10 +21,11 @@ from schemas.firewall import CLASS_NAMES
 from schemas.generation import TrafficConfig, get_preset
 from schemas.runtime import DASK_ADDRESS_ENV, QUIET_LOG_ENV
 from tasks.errors import InputError, message_about, message_of
+from tasks.serving import MAX_REQUEST_ROWS, QUIET_TENSORFLOW
 
 # Prefect's 20 s wait for its temporary server is too short on a busy 2-core machine.
 QUIET_DEFAULTS = {
-    "TF_CPP_MIN_LOG_LEVEL": "2",
+    **QUIET_TENSORFLOW,
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
@@ -652,6 +653,46 @@ def incidents(
             typer.echo(detection_line(result.detection))
     if any(isinstance(result, FileFailure) for result in results):
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        str | None,
+        typer.Option(help="An MLflow model URI or a model folder, as for score (default: the champion)."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="The port; every worker listens on it.", min=1, max=65535)] = 5000,
+    workers: Annotated[int, typer.Option(help="Worker processes: one per core.", min=1, max=64)] = (
+        os.cpu_count() or 1
+    ),
+    host: Annotated[str, typer.Option(help="The address to listen on; 0.0.0.0 opens it to the network.")] = (
+        "127.0.0.1"
+    ),
+    max_rows: Annotated[int, typer.Option(help="Rows of one request; more is answered 400.", min=1)] = (
+        MAX_REQUEST_ROWS
+    ),
+    queue_limit: Annotated[
+        int, typer.Option(help="Requests queued per worker; past it, 503 at once.", min=1)
+    ] = 512,
+    dataset: DatasetOption = DatasetChoice.zyell,
+) -> None:
+    """Serve a model over HTTP, fast: MLflow's /invocations protocol (dataframe_split in,
+    {"predictions": [...]} out) and /ping, the row contract on every request (400 naming row,
+    column and why), batched scoring, one single-worker process per core (docs/serving.md)."""
+    check_option_paths(model=model)
+    from tasks.score import champion_uri, check_model_dataset, predictor_folder
+    from tasks.serving import start_workers, stop_workers
+
+    name = model or champion_uri(get_dataset(dataset))
+    folder = predictor_folder(name)
+    check_model_dataset(folder, get_dataset(dataset), name)
+    processes = start_workers(folder, host, port, workers, max_rows, queue_limit)
+    typer.echo(f"serving {name} on http://{host}:{port}/invocations with {workers} worker(s); Ctrl-C stops")
+    try:
+        for process in processes:
+            process.wait()
+    finally:
+        stop_workers(processes)
 
 
 def main() -> None:

@@ -1,4 +1,8 @@
-"""The served setup: `mlflow models serve` of a registered fused model, sized to hold load.
+"""The served setups of a registered fused model: `nad serve` (fast, recommended: one
+single-worker process per core on one port, adaptive batching, see `tasks/serve_app.py` and
+docs/serving.md) and stock `mlflow models serve` of the same model version, sized to hold load.
+
+Below, the stock setup:
 
 MLflow 3.17 runs its scoring server under uvicorn and offers `--workers` (processes, each with
 the model loaded) and `--timeout` (HTTP 504 past it), but no request size limit. So:
@@ -11,6 +15,7 @@ the model loaded) and `--timeout` (HTTP 504 past it), but no request size limit.
 """
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +23,10 @@ MAX_REQUEST_ROWS = 10_000  # rows of one request; more is refused with 400
 MAX_REQUEST_ROWS_ENV = "NAD_MAX_REQUEST_ROWS"  # read by the model when the server loads it
 REQUEST_TIMEOUT_S = 60
 CONCURRENCY_PER_WORKER = 256  # requests in flight per worker; beyond, 503 at once
+# TensorFlow's start-up lines ("All log messages before absl::InitializeLog()", "oneDNN custom
+# operations are on") print whatever TF_CPP_MIN_LOG_LEVEL says unless oneDNN's ops are off; the
+# nets run as NumPy when scoring (tasks/fusion.py), so only training's numbers can change.
+QUIET_TENSORFLOW = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
 def serve_command(model_uri: str, port: int, workers: int, host: str = "127.0.0.1") -> list[str]:
@@ -35,9 +44,56 @@ def serve_env(workers: int, max_rows: int = MAX_REQUEST_ROWS, base: dict | None 
     return base | {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **QUIET_TENSORFLOW,
         "TF_NUM_INTRAOP_THREADS": threads,
         "TF_NUM_INTEROP_THREADS": "1",
         "UVICORN_LIMIT_CONCURRENCY": str(CONCURRENCY_PER_WORKER),
         MAX_REQUEST_ROWS_ENV: str(max_rows),
     }
+
+
+def quiet_tensorflow(environ=os.environ) -> None:
+    """Call in an entry point before TensorFlow is imported: no start-up lines (a user's own
+    setting wins)."""
+    for name, value in QUIET_TENSORFLOW.items():
+        environ.setdefault(name, value)
+
+
+def worker_env(base: dict | None = None) -> dict[str, str]:
+    """A `nad serve` worker's environment: one core each, so every math library runs one thread."""
+    one = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    base = dict(os.environ if base is None else base)
+    return base | QUIET_TENSORFLOW | one | {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+
+
+def start_workers(
+    predictor_dir: Path, host: str, port: int, workers: int, max_rows: int, queue_limit: int
+) -> list[subprocess.Popen]:
+    """`workers` processes of `tasks/serve_app.py` on host:port, returned once each listens."""
+    from tasks.serve_app import READY
+
+    command = [sys.executable, "-m", "tasks.serve_app", str(predictor_dir), host, str(port), str(max_rows)]
+    started = []
+    for _ in range(workers):
+        started.append(
+            subprocess.Popen(
+                [*command, str(queue_limit)],
+                env=worker_env(),
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=Path(__file__).resolve().parents[1],
+            )
+        )
+    for process in started:
+        if process.stdout.readline().strip() != READY:
+            stop_workers(started)
+            raise RuntimeError(f"a worker did not start (exit {process.wait()}); its error is above")
+    return started
+
+
+def stop_workers(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        process.wait(timeout=30)

@@ -136,3 +136,18 @@ def trained_mlflow(trained) -> Iterator[str]:
     """MLflow pointed at the store that holds the session's trained model, for one test."""
     with mlflow_at(trained.tracking.tracking_uri) as uri:
         yield uri
+
+
+@pytest.fixture(scope="session")
+def context_trained(tiny_store: Path, tmp_path_factory, prefect_harness):
+    """A second, cheaper `train` flow under feature set `context` (1 epoch per net), in an MLflow
+    store of its own: for the served model's parity with `nad score` on context features."""
+    from flows.train import train_flow
+    from schemas.training import NetConfig, TrainConfig
+
+    quick = TrainConfig(
+        binary=NetConfig(epochs=1), attack=NetConfig(epochs=1), baseline=NetConfig(epochs=1),
+        batch_size=256, feature_set="context",
+    )  # fmt: skip
+    with mlflow_at(new_mlflow_store(tmp_path_factory.mktemp("context-mlflow"))):
+        return train_flow(tiny_store, None, quick, tmp_path_factory.mktemp("context-artifacts"))
