@@ -5,6 +5,7 @@ and says what is wrong; the CLI prints it as one `error:` line. Values quoted in
 reports are cut to QUOTE_LIMIT characters, so a 5 MB field never floods a terminal or a report.
 """
 
+import errno
 from typing import Final
 
 from pydantic import ValidationError
@@ -19,6 +20,13 @@ PERMANENT_OS_ERRORS: Final = (
     NotADirectoryError,
     PermissionError,
 )
+
+# The disk itself refuses: no retry helps until someone frees space or remounts it.
+DISK_REFUSALS: Final = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+}
 
 
 class NadError(Exception):
@@ -77,7 +85,11 @@ def message_about(subject: object, error: BaseException) -> str:
 
 def is_transient(error: BaseException) -> bool:
     """Whether trying again may succeed: I/O and connection failures, not bad input or bugs."""
-    return isinstance(error, OSError) and not isinstance(error, PERMANENT_OS_ERRORS)
+    return (
+        isinstance(error, OSError)
+        and not isinstance(error, PERMANENT_OS_ERRORS)
+        and error.errno not in DISK_REFUSALS
+    )
 
 
 def retry_if_transient(task, task_run, state) -> bool:

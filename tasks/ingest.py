@@ -14,6 +14,7 @@ import json
 import time as clock
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from distributed import Client
 from prefect import task
 
 from schemas.datasets import COMPRESSED_SUFFIX, DEFAULT_DATASET, ZYELL, DatasetSpec, get_dataset, plain_name
-from tasks.errors import quote, retry_if_transient
+from tasks.errors import DISK_REFUSALS, quote, retry_if_transient
 from tasks.ingest_lines import plan_blocks
 from tasks.ingest_report import IngestReport, build_report, unchanged_report
 from tasks.ingest_scan import DEFAULT_BLOCKSIZE, IngestError, read_head, resolve_partition, scan_file
@@ -37,6 +38,21 @@ from tasks.store import (
     read_report,
     recover_part,
 )
+
+
+@contextmanager
+def disk_refusals_named(path: Path, store: Path, part: str) -> Iterator[None]:
+    """A full, over-quota or read-only store becomes an IngestError that names the file and the
+    store: the raw OSError (pyarrow's, from a worker) names neither."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in DISK_REFUSALS:
+            raise
+        raise IngestError(
+            f"{path.name}: cannot write to the store {store}: {DISK_REFUSALS[error.errno]}; "
+            f"{part} of the store is as it was"
+        ) from error
 
 
 def ingest_file(
@@ -61,7 +77,7 @@ def ingest_file(
     claim_store(store, spec.name)
     key = resolve_partition(path, read_head(path, spec), spec, partition)
     part = spec.partition_folder(key)
-    with part_lock(store, part):
+    with disk_refusals_named(path, store, part), part_lock(store, part):
         recover_part(store, part)
         previous = read_report(store, part)
         with staged_version(store, part) as stage, scan_file(path, spec, blocksize, stage.root) as scan:
