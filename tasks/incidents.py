@@ -184,9 +184,9 @@ def read_attacks(path: Path, truth_dir: Path | None) -> pd.DataFrame | None:
     names, label = prediction_columns(path), ZYELL.label_column
     columns = ["time", "src", LINE_COLUMN]
     if truth_dir is not None:
-        from tasks.score import read_truth, truth_file
+        from tasks.score import checked_truth
 
-        codes = read_truth(truth_file(path, truth_dir), ZYELL)
+        codes = checked_truth(path, truth_dir, ZYELL)
         lines = pq.read_table(path, columns=[LINE_COLUMN])[LINE_COLUMN].to_numpy()
         attack = codes[lines - ZYELL.first_data_line] > CLASS_NAMES.index(NORMAL)
         rows = pq.read_table(path, columns=columns, filters=[(LINE_COLUMN, "in", lines[attack])]).to_pandas()

@@ -443,18 +443,23 @@ def rows_scored(predictions: Path) -> int:
         raise InputError(f"{summary}: not a summary of nad score ({message_of(error)})") from error
 
 
-def prediction_confusion(predictions: Path, truth_dir: Path, spec: DatasetSpec) -> np.ndarray:
-    """Confusion of a predictions file against the truth file of the same name, which must hold
-    one label per data line of the scored file, as for `nad score --truth`."""
-    table = pq.read_table(predictions, columns=[LINE_COLUMN, "pred_label"])
+def checked_truth(predictions: Path, truth_dir: Path, spec: DatasetSpec) -> np.ndarray:
+    """The class codes of the truth file for `predictions`, which must hold one label per data
+    line of the scored file, as for `nad score --truth`."""
     source = truth_file(predictions, truth_dir)
-    truth, rows = read_truth(source, spec), table[LINE_COLUMN].to_numpy() - spec.first_data_line
+    truth = read_truth(source, spec)
     if len(truth) != (expected := rows_scored(predictions)):
         raise InputError(
             f"{source}: {len(truth):,} labels for the {expected:,} rows scored into {predictions}; "
             "a truth file has one label per data line"
         )
-    truth = truth[rows]
+    return truth
+
+
+def prediction_confusion(predictions: Path, truth_dir: Path, spec: DatasetSpec) -> np.ndarray:
+    """Confusion of a predictions file against the truth file of the same name (`checked_truth`)."""
+    table = pq.read_table(predictions, columns=[LINE_COLUMN, "pred_label"])
+    truth = checked_truth(predictions, truth_dir, spec)[table[LINE_COLUMN].to_numpy() - spec.first_data_line]
     guessed = np.asarray(table["pred_label"].to_pylist(), dtype=object)[truth >= 0]
     return confusion_matrix(np.asarray(CLASS_NAMES, dtype=object)[truth[truth >= 0]], guessed)
 

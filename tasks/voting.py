@@ -25,6 +25,7 @@ VOTE_RULES: Final[dict[str, tuple[str, str]]] = {
     "majority": ("rows", "weight"),
     "probability": ("weight", "rows"),
 }
+MAX_WINDOW_SECONDS: Final[int] = 86_400  # a day: a longer window is a typo, and overflows clock arithmetic
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,10 @@ class Vote:
     rule: str = "majority"
 
     def __post_init__(self) -> None:
-        if self.window_seconds <= 0:
-            raise ValueError(f"a voting window is a positive number of seconds, not {self.window_seconds}")
+        if not 0 < self.window_seconds <= MAX_WINDOW_SECONDS:
+            raise ValueError(
+                f"a voting window is 1 to {MAX_WINDOW_SECONDS:,} seconds, not {self.window_seconds:,}"
+            )
         if self.rule not in VOTE_RULES:
             raise ValueError(f"unknown voting rule {self.rule!r}; known: {sorted(VOTE_RULES)}")
 

@@ -139,6 +139,26 @@ def test_pipeline_after_an_empty_backfill_trains_when_told(
     assert (out / "runs" / "latest" / "fusion").is_dir()
 
 
+@pytest.mark.slow
+def test_runs_latest_moves_only_when_a_run_completes(
+    labelled_store: Path, tmp_path: Path, prefect_harness, fresh_mlflow: str
+) -> None:
+    """Registration fails (the store's artifact folder is a file), after the nets are trained: the
+    run's folder exists, but `runs/latest` still names the last run that completed."""
+    from flows.train import train_flow
+    from schemas.training import TrainConfig
+
+    (Path(fresh_mlflow.removeprefix("sqlite:///")).parent / "mlartifacts").write_text("not a folder")
+    runs = tmp_path / "out" / "runs"
+    (runs / "completed").mkdir(parents=True)
+    (runs / "latest").symlink_to("completed")
+    config = TrainConfig.from_preset("paper", {key: value for key, value in QUICK.items() if key != "preset"})
+    with pytest.raises(Exception, match="mlartifacts"):
+        train_flow(labelled_store, config=config, out=tmp_path / "out")
+    assert {path.name for path in runs.iterdir()} - {"completed", "latest"}, "no run was trained"
+    assert os.readlink(runs / "latest") == "completed"
+
+
 # ---------------------------------------------------------------- 4. one line, not a traceback
 
 

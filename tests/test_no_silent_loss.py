@@ -207,14 +207,15 @@ def truth_folder(tmp_path: Path, lines: list[str]) -> Path:
     return folder / TEST_DAY
 
 
+@pytest.mark.parametrize("command", ["evaluate", "incidents"])
 @pytest.mark.parametrize("extra", [100, -100], ids=["longer", "shorter"])
-def test_evaluate_refuses_a_truth_file_of_another_length(
-    plain_env: dict, scored: Path, tiny_dir: Path, tmp_path: Path, extra: int
+def test_a_truth_file_of_another_length_is_refused(
+    plain_env: dict, scored: Path, tiny_dir: Path, tmp_path: Path, extra: int, command: str
 ) -> None:
     lines = (tiny_dir / "truth" / TEST_DAY).read_text().splitlines(keepends=True)
     rows = len(lines) - 1
     truth = truth_folder(tmp_path, lines + lines[1 : 1 + extra] if extra > 0 else lines[:extra])
-    result = nad(plain_env, "evaluate", scored, "--truth", truth.parent)
+    result = nad(plain_env, command, scored, "--truth", truth.parent)
     assert error_line(result) == (
         f"error: {truth}: {rows + extra:,} labels for the {rows:,} rows scored into "
         f"{scored / '0124_firewall.predictions.parquet'}; a truth file has one label per data line"

@@ -15,7 +15,7 @@ from flows.cli import app
 from flows.score import ScoreFailed, score_days
 from schemas.datasets import ZYELL
 from schemas.firewall import CLASS_NAMES, COLUMNS
-from tasks.errors import ModelError
+from tasks.errors import InputError, ModelError
 from tasks.fusion import load_predictor
 from tasks.incidents import find_incidents, read_incidents
 from tasks.score import evaluate_prediction_folder, predictor_folder, resolve_predictor, score_file
@@ -185,6 +185,14 @@ def test_the_flow_refuses_a_model_of_another_dataset(
 ) -> None:
     with pytest.raises(ModelError, match="was trained on zyell, not nsl-kdd"):
         score_days([tiny_dir / TEST_DAY], trained.predictors["fusion"], tmp_path, dataset="nsl-kdd")
+
+
+def test_the_flow_refuses_a_vote_window_past_a_day_before_scoring(
+    trained, tiny_dir: Path, tmp_path: Path, prefect_harness
+) -> None:
+    with pytest.raises(InputError, match="voting: a voting window is 1 to 86,400 seconds"):
+        score_days([tiny_dir / TEST_DAY], trained.predictors["fusion"], tmp_path / "out", vote_seconds=2**63)
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_flow_defaults_to_the_champion_of_the_dataset(

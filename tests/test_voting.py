@@ -43,5 +43,8 @@ def test_a_longer_window_joins_the_next_minute() -> None:
 def test_a_vote_is_checked() -> None:
     with pytest.raises(ValueError, match="unknown voting rule"):
         Vote(60, "loudest")
-    with pytest.raises(ValueError, match="positive number of seconds"):
+    with pytest.raises(ValueError, match="1 to 86,400 seconds, not 0"):
         Vote(0)
+    with pytest.raises(ValueError, match="not 9,223,372,036,854,775,808"):
+        Vote(2**63)
+    assert Vote(86_400).window_seconds == 86_400
