@@ -426,6 +426,13 @@ def score(
     vote_rule: Annotated[
         VoteRule, typer.Option(help="majority: most rows; probability: largest summed attack probability.")
     ] = VoteRule.majority,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            help="tcp://HOST:PORT of an existing Dask cluster whose workers score the blocks "
+            "(they must reach the files and the model); default: this process."
+        ),
+    ] = None,
 ) -> None:
     """Prefect flow (as the score-day deployment): validate and score each file block by block;
     with labels, also the metrics, logged to MLflow. A file that fails gets an error line."""
@@ -437,7 +444,9 @@ def score(
 
         check_votable(get_dataset(dataset))
     try:
-        outcomes = run_flow(score_days, files, model, out, truth, dataset.value, vote_window, vote_rule.value)
+        outcomes = run_flow(
+            score_days, files, model, out, truth, dataset.value, vote_window, vote_rule.value, dask_address
+        )
     except ScoreFailed as failed:
         outcomes = failed.outcomes
     for outcome in outcomes:

@@ -15,6 +15,7 @@ from schemas.datasets import DEFAULT_DATASET, get_dataset
 from tasks.drift_publish import publish_drift_task
 from tasks.errors import InputError, NadError
 from tasks.score import ScoredFile, champion_uri, resolve_model_task, score_file_task, scored_file, truth_of
+from tasks.score_cluster import load_model_on_cluster_task
 from tasks.voting import voting_of
 
 
@@ -42,19 +43,23 @@ def score_days(
     dataset: str = DEFAULT_DATASET,
     vote_seconds: int = 0,
     vote_rule: str = "majority",
+    dask_address: str | None = None,
 ) -> list[ScoredFile]:
     """Validate and score each file with `model` (default: the dataset's champion); with labels
     (a label column, or a file of the same name in `truth`), also the metrics, logged to MLflow.
-    With `vote_seconds`, flagged rows vote by source in clock windows of that many seconds."""
+    With `vote_seconds`, flagged rows vote by source in clock windows of that many seconds.
+    With `dask_address`, the blocks of every file are scored on that cluster's workers, which
+    must reach the files and the model folder (tasks/score_cluster.py); else in this process."""
     if not files:
         raise InputError("no files to score")
     vote = voting_of(vote_seconds, vote_rule)
     model = model or champion_uri(get_dataset(dataset))
     predictor = resolve_model_task(model, dataset)
+    cluster = load_model_on_cluster_task(dask_address, predictor) if dask_address else None
     get_run_logger().info("scoring %d %s files with %s (%s)", len(files), dataset, model, predictor)
     paths = [Path(f) for f in files]
     futures = [
-        score_file_task.submit(path, predictor, Path(out), truth_of(path, truth), model, vote)
+        score_file_task.submit(path, predictor, Path(out), truth_of(path, truth), model, vote, cluster)
         for path in paths
     ]
     outcomes = [

@@ -111,19 +111,27 @@ def fit_reference(
     )
 
 
+def reference_cuts(profile: ReferenceProfile) -> list[np.ndarray]:
+    return [np.asarray(cut, dtype=np.float64) for cut in profile.cuts]
+
+
 class InputCounter:
     """A day's rows per reference bin, one block of inputs at a time."""
 
     def __init__(self, profile: ReferenceProfile) -> None:
         self.profile = profile
-        self.cuts = [np.asarray(cut, dtype=np.float64) for cut in profile.cuts]
+        self.cuts = reference_cuts(profile)
         self.counts = [np.zeros(len(cut) + 1, np.int64) for cut in self.cuts]
         self.rows = 0
 
     def add(self, inputs: np.ndarray) -> None:
-        for total, found in zip(self.counts, bin_counts(inputs, self.cuts), strict=True):
-            total += found
-        self.rows += len(inputs)
+        self.add_counts(bin_counts(inputs, self.cuts), len(inputs))
+
+    def add_counts(self, found: list[np.ndarray], rows: int) -> None:
+        """Add a block's `bin_counts` (counted wherever the block was scored)."""
+        for total, block in zip(self.counts, found, strict=True):
+            total += block
+        self.rows += rows
 
 
 def shares(counts) -> np.ndarray:

@@ -16,12 +16,13 @@ A model is named by a folder (a predictor, a run, or the `--out` folder of `nad 
 MLflow URI, and resolved once per scoring run to a local predictor folder (`predictor_folder`).
 """
 
+import functools
 import json
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from schemas.datasets import DatasetSpec, get_dataset, plain_name
 from schemas.firewall import CLASS_NAMES, NORMAL
 from tasks.context import ContextTables, build_tables, context_features, valid_rows, write_arrow
 from tasks.drift import REPORT_SUFFIX as DRIFT_SUFFIX
-from tasks.drift import InputCounter, drift_report
+from tasks.drift import InputCounter, bin_counts, drift_report, reference_cuts
 from tasks.drift import write_report as write_drift_report
 from tasks.errors import InputError, ModelError, message_about, message_of, retry_if_transient
 from tasks.fusion import PREDICTOR_FILE, load_predictor, load_preprocessing
@@ -62,7 +63,7 @@ from tasks.ingest_parse import (
     split_set_aside,
     store_columns,
 )
-from tasks.ingest_scan import read_head, resolve_partition, scan_file
+from tasks.ingest_scan import DEFAULT_BLOCKSIZE, read_head, resolve_partition, scan_file
 from tasks.metrics import confusion_matrix, evaluate_confusion
 from tasks.progress import Progress
 from tasks.tracking import CHAMPION, HEADLINE, configure_mlflow, log_evaluation_run
@@ -214,6 +215,65 @@ def _atomic_frame(frames: list[pd.DataFrame], path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class BlockPrediction:
+    """One scored block: its predictions (valid rows' columns, `pred_label`, `attack_probability`),
+    its rejected and set-aside rows, and the predicted class codes. Made wherever the block is
+    scored (this process or a Dask worker); the file-level figures are summed where the file is
+    assembled, from these, in block order."""
+
+    rows: int
+    out: pd.DataFrame
+    rejected: pd.DataFrame
+    outside: pd.DataFrame
+    codes: np.ndarray
+    input_bins: list[np.ndarray] | None = None  # rows per reference bin of each input (drift)
+
+
+# Scores a file's blocks in order: (file, number of blocks, block loader, context tables) -> predictions
+BlockLoader = Callable[[int], pd.DataFrame]
+BlockScorer = Callable[[str, int, BlockLoader, ContextTables | None], Iterator[BlockPrediction]]
+
+
+def predict_block(
+    rows: pd.DataFrame, predictor, tables: ContextTables | None, index: int, source: str
+) -> BlockPrediction:
+    """Set the rejected and out-of-scope rows of a parsed block aside, and predict the others."""
+    spec = predictor.preprocessing.spec
+    rejected, outside = split_set_aside(rows)
+    valid = rows.loc[~rejected & ~outside].reset_index(drop=True)
+    features = context_features(valid, tables, index) if tables else None
+    inputs = predictor.preprocessing.raw_inputs(valid, features)
+    reference = predictor.preprocessing.reference
+    codes, probability = predictor.predict_codes(predictor.preprocessing.scale(inputs))
+    out = valid[list(store_columns(spec))].copy()
+    out["pred_label"] = np.asarray(CLASS_NAMES, dtype=object)[codes]
+    out["attack_probability"] = probability.astype(np.float32)
+    return BlockPrediction(
+        len(rows),
+        out,
+        quarantine_frame(rows.loc[rejected], source),
+        rows.loc[outside, list(store_columns(spec))],
+        codes,
+        None if reference is None else bin_counts(inputs, reference_cuts(reference)),
+    )
+
+
+def local_scorer(predictor) -> BlockScorer:
+    """Blocks scored in this process, one after another; the next block parses meanwhile."""
+
+    def score(source: str, count: int, load: BlockLoader, tables: ContextTables | None):
+        with ThreadPoolExecutor(1) as prefetch:
+            pending = prefetch.submit(load, 0)
+            for index in range(count):
+                rows = pending.result()
+                if index + 1 < count:
+                    pending = prefetch.submit(load, index + 1)
+                yield predict_block(rows, predictor, tables, index, source)
+
+    return score
+
+
 def score_file(
     path: Path,
     predictor,
@@ -221,10 +281,12 @@ def score_file(
     truth: Path | None = None,
     model: str = "",
     vote: Vote | None = None,
+    scorer: BlockScorer | None = None,
+    blocksize: int = DEFAULT_BLOCKSIZE,
 ) -> ScoreReport:
-    """Validate and score one file, one block at a time; the next block parses meanwhile. With
-    `vote`, the flagged rows then vote by source (tasks/voting.py), and the file, the counts
-    and the metrics hold the voted classes.
+    """Validate and score one file, one block at a time, with `scorer` (default: in this process,
+    `local_scorer`). With `vote`, the flagged rows then vote by source (tasks/voting.py), and the
+    file, the counts and the metrics hold the voted classes.
 
     Rows whose truth label is outside the five classes are predicted but left out of the metrics.
     """
@@ -232,7 +294,7 @@ def score_file(
     spec = predictor.preprocessing.spec
     if vote is not None:
         check_votable(spec)
-    scan = scan_file(path, spec)
+    scan = scan_file(path, spec, blocksize)
     progress = Progress(f"score {path.name}", scan.data_lines)
     blocks = plan_blocks(scan, resolve_partition(path, scan, spec, None), spec)
     truth_codes = truth_for(path, truth, scan.data_lines, spec) if truth else None
@@ -248,46 +310,35 @@ def score_file(
     tables_dir = out_dir / f".{stem}.context"
     reference = predictor.preprocessing.reference
     drift = InputCounter(reference) if reference is not None else None  # None: a model from before drift
+    score_blocks = scorer or local_scorer(predictor)
 
     def predictions():
         tables, load = context_pass(blocks, context, tables_dir) if context else (None, None)
-        load = load or (lambda number: parse_block(blocks[number]))
-        with ThreadPoolExecutor(1) as prefetch:
-            pending = prefetch.submit(load, 0)
-            for index in range(len(blocks)):
-                rows = pending.result()
-                if index + 1 < len(blocks):
-                    pending = prefetch.submit(load, index + 1)
-                rejected, outside = split_set_aside(rows)
-                rejected_parts.append(quarantine_frame(rows.loc[rejected], str(path)))
-                outside_parts.append(rows.loc[outside, list(store_columns(spec))])
-                valid = rows.loc[~rejected & ~outside].reset_index(drop=True)
-                features = context_features(valid, tables, index) if tables else None
-                inputs = predictor.preprocessing.raw_inputs(valid, features)
-                if drift is not None:
-                    drift.add(inputs)
-                codes, probability = predictor.predict_codes(predictor.preprocessing.scale(inputs))
-                counts["kept"] += len(valid)
-                counts["quarantined"] += int(rejected.sum())
-                counts["out_of_scope"] += int(outside.sum())
-                progress.advance(len(rows))
-                predicted[:] += np.bincount(codes, minlength=size)
-                out = valid[list(store_columns(spec))].copy()
-                if labelled:
-                    labels = (
-                        truth_codes[valid[LINE_COLUMN].to_numpy() - spec.first_data_line]
-                        if truth_codes is not None
-                        else label_codes(valid[spec.label_column], spec)
-                    )
-                    known = labels >= 0
-                    pairs = labels[known].astype(np.int64) * size + codes[known]
-                    confusion[:] += np.bincount(pairs, minlength=size * size).reshape(size, size)
-                if truth_codes is not None:
-                    names = np.asarray([*CLASS_NAMES, None], dtype=object)
-                    out[spec.label_column] = names[labels]
-                out["pred_label"] = np.asarray(CLASS_NAMES, dtype=object)[codes]
-                out["attack_probability"] = probability.astype(np.float32)
-                yield out
+        load = load or functools.partial(parse_numbered_block, blocks)
+        for block in score_blocks(str(path), len(blocks), load, tables):
+            out, codes = block.out, block.codes
+            rejected_parts.append(block.rejected)
+            outside_parts.append(block.outside)
+            if drift is not None:
+                drift.add_counts(block.input_bins, len(out))
+            counts["kept"] += len(out)
+            counts["quarantined"] += len(block.rejected)
+            counts["out_of_scope"] += len(block.outside)
+            progress.advance(block.rows)
+            predicted[:] += np.bincount(codes, minlength=size)
+            if labelled:
+                labels = (
+                    truth_codes[out[LINE_COLUMN].to_numpy() - spec.first_data_line]
+                    if truth_codes is not None
+                    else label_codes(out[spec.label_column], spec)
+                )
+                known = labels >= 0
+                pairs = labels[known].astype(np.int64) * size + codes[known]
+                confusion[:] += np.bincount(pairs, minlength=size * size).reshape(size, size)
+            if truth_codes is not None:
+                names = np.asarray([*CLASS_NAMES, None], dtype=object)
+                out[spec.label_column] = names[labels]
+            yield out
         if not counts["kept"]:  # before the predictions file replaces anything
             raise InputError(f"{path}: no row kept ({no_row_kept(counts)}); nothing scored")
 
@@ -335,6 +386,10 @@ def score_file(
         )
     (out_dir / f"{stem}.summary.json").write_text(json.dumps(asdict(report), indent=2))
     return report
+
+
+def parse_numbered_block(blocks: list, number: int) -> pd.DataFrame:
+    return parse_block(blocks[number])
 
 
 def no_row_kept(counts: dict[str, int]) -> str:
@@ -477,6 +532,14 @@ def evaluate_prediction_folder(
 
 
 @dataclass(frozen=True)
+class ClusterModel:
+    """A Dask cluster whose workers hold a predictor (tasks/score_cluster.py)."""
+
+    address: str
+    plugin: str
+
+
+@dataclass(frozen=True)
 class ScoredFile:
     """One file of a scoring run: its report and, when its labels were known, the MLflow run of
     its metrics; or, when it could not be scored, why."""
@@ -532,15 +595,28 @@ def score_file_task(
     truth: Path | None = None,
     model: str = "",
     vote: Vote | None = None,
+    cluster: ClusterModel | None = None,
 ) -> ScoredFile:
-    """Prefect task: validate and score one file with a predictor folder; with known labels, log
-    the metrics as an MLflow evaluation run."""
+    """Prefect task: validate and score one file with a predictor folder, its blocks spread over
+    `cluster` when given; with known labels, log the metrics as an MLflow evaluation run."""
     loaded = load_predictor(predictor)
-    report = score_file(path, loaded, out_dir, truth, model or str(predictor), vote)
+    report = score_file_on(cluster, path, loaded, out_dir, truth, model or str(predictor), vote)
     run = log_score_run(report, loaded.kind, loaded.preprocessing.spec) if report.metrics else None
     if report.incidents:
         publish_top_incidents(Path(report.predictions))
     return ScoredFile(str(path), report, run)
+
+
+def score_file_on(cluster: ClusterModel | None, path: Path, predictor, *args) -> ScoreReport:
+    """`score_file` in this process, or with its blocks on `cluster`."""
+    if cluster is None:
+        return score_file(path, predictor, *args)
+    from distributed import Client
+
+    from tasks.score_cluster import cluster_scorer  # it builds on this module
+
+    with Client(cluster.address, set_as_default=False) as client:
+        return score_file(path, predictor, *args, scorer=cluster_scorer(client, cluster.plugin))
 
 
 def publish_top_incidents(predictions: Path, top: int = 20) -> None:

@@ -37,6 +37,7 @@ from tasks.gate import (
     unscorable_reason,
 )
 from tasks.metrics import Evaluation, per_class_report, plot_confusion
+from tasks.run_datasets import log_run_datasets
 from tasks.split import SPLIT_MANIFEST, SplitResult
 from tasks.store import part_dir, stored_parts
 from tasks.summary import GateDecision, Registration, TrainingSummary
@@ -47,6 +48,7 @@ CHAMPION = "champion"
 MANIFEST_FOLDER = "split"
 MANIFEST_ARTIFACT = f"{MANIFEST_FOLDER}/{SPLIT_MANIFEST}"  # the run's split: which rows it trained on
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+NOTE_TAG = "mlflow.note.content"  # the run page's description
 HEADLINE = ("precision", "recall", "f1", "fbeta", "far", "cost", "criterion")
 
 
@@ -140,6 +142,27 @@ def comparison_table(evaluations: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def run_description(summary: TrainingSummary, gate: GateDecision) -> str:
+    """The run page's description (markdown): what trained on which rows, and how it scored."""
+    split, config = summary.split, summary.config
+    rows = {name: sum(counts.values()) for name, counts in split.counts.items()}
+    nets = ", ".join(f"{net.label} {net.epochs_run} epochs" for net in summary.nets)
+    threshold = summary.threshold.threshold if summary.threshold else config.threshold
+    lines = [
+        f"**{split.dataset}** model, preset `{config.preset}`, feature set `{config.feature_set}`.",
+        "",
+        f"Trained on {len(split.partitions)} partitions: {', '.join(split.partitions)}; split "
+        f"`{split.key}`: " + ", ".join(f"{name} {n:,} rows" for name, n in rows.items()) + ".",
+        "",
+        f"Nets: {nets}. Fusion threshold {threshold:.2f}.",
+        "",
+        comparison_table(summary.evaluations),
+        "",
+        f"Champion gate: {gate.describe()}.",
+    ]
+    return "\n".join(lines)
+
+
 def plot_curves(histories: dict[str, dict[str, list[float]]], path: Path) -> Path:
     import matplotlib
 
@@ -185,6 +208,7 @@ def log_training_run(summary: TrainingSummary, store: str) -> str:
                 "nad.preset": summary.config.preset,
             }
         )
+        log_run_datasets(split, Path(store))
         log_nets(summary)
         log_threshold(summary)
         mlflow.log_metrics(
@@ -466,4 +490,5 @@ def track_and_register_task(summary: TrainingSummary, store: str) -> Registratio
     example = raw_example(example_part(Path(store)), spec)
     version = log_fused_model(run_id, summary.predictors["fusion"], example, spec.model_name)
     gate = champion_gate(run_id, version, summary.split, summary.predictors["fusion"], spec.model_name)
+    MlflowClient().set_tag(run_id, NOTE_TAG, run_description(summary, gate))
     return Registration(run_id, version, spec.model_name, tracking_uri(), gate)

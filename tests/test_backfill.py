@@ -1,9 +1,7 @@
 """The backfill flow under a real Prefect server, and ingestion on a real distributed cluster."""
 
-import os
 import shutil
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -17,9 +15,8 @@ from tasks.cluster import DASK_ADDRESS_ENV
 from tasks.errors import InputError
 from tasks.ingest import ingest_file
 from tasks.store import part_dir, quarantine_dir, read_report, stored_parts
-from tests.helpers import free_port
+from tests.helpers import dask_processes
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN = ["1203_firewall.csv", "1210_firewall.csv", "1216_firewall.csv"]
 
 
@@ -89,39 +86,10 @@ def test_rerun_skips_unchanged_days_unless_forced(source: Path, tmp_path: Path, 
 
 
 @pytest.fixture
-def real_cluster(tmp_path: Path):
+def real_cluster(tmp_path: Path) -> Iterator[str]:
     """A `dask scheduler` and one `dask worker`, as separate processes on 127.0.0.1."""
-    dask = str(Path(sys.executable).parent / "dask")
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    common = {"env": env, "cwd": tmp_path, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    scheduler = subprocess.Popen(
-        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **common
-    )
-    worker = subprocess.Popen(
-        [
-            dask,
-            "worker",
-            address,
-            "--nthreads",
-            "1",
-            "--nworkers",
-            "1",
-            "--no-dashboard",
-            "--host",
-            "127.0.0.1",
-        ],
-        **common,
-    )
-    try:
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(1, timeout=60)
-        yield address
-    finally:
-        for proc in (worker, scheduler):
-            proc.terminate()
-            proc.wait(timeout=30)
+    with dask_processes(tmp_path) as cluster:
+        yield cluster.address
 
 
 def test_ingest_on_a_real_distributed_cluster(

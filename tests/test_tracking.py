@@ -1,5 +1,6 @@
 """MLflow tracking, the registry's champion gate, the pyfunc, and serving it over HTTP."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from schemas.firewall import CLASS_NAMES, UNLABELLED_COLUMNS
+from tasks.store import read_report, stored_parts
 from tasks.tracking import CHAMPION, MODEL_NAME
 from tests.helpers import free_port, wait_for_http
 
@@ -53,6 +55,37 @@ def test_each_net_has_a_nested_run_with_epoch_curves(trained, trained_mlflow: st
     assert len(client.get_metric_history(attack.info.run_id, "val_loss")) == 3
     fbeta = client.get_metric_history(attack.info.run_id, "val_fbeta")
     assert [m.step for m in fbeta] == [1, 2, 3] and all(0 <= m.value <= 1 for m in fbeta)
+
+
+def test_training_days_and_split_are_dataset_inputs(trained, trained_mlflow: str, tiny_store: Path) -> None:
+    inputs = MlflowClient().get_run(trained.tracking.run_id).inputs.dataset_inputs
+    by_context: dict[str, dict] = {}
+    for item in inputs:
+        context = {tag.key: tag.value for tag in item.tags}["mlflow.data.context"]
+        by_context.setdefault(context, {})[item.dataset.name] = item.dataset
+    assert sorted(by_context["training"]) == sorted(trained.split.partitions) == stored_parts(tiny_store)
+    for part, dataset in by_context["training"].items():
+        report = read_report(tiny_store, part)
+        expected = hashlib.sha256(f"{report['sha256']}|{report['schema_version']}".encode()).hexdigest()
+        assert dataset.digest == expected[:12]
+        assert json.loads(dataset.profile) == {"num_rows": report["rows_kept"]}
+        assert json.loads(dataset.source) == {"uri": str((tiny_store / part).resolve())}
+        columns = {column["name"] for column in json.loads(dataset.schema)["mlflow_colspec"]}
+        assert {"time", "src", "line"} <= columns
+    split = by_context["split"]
+    assert sorted(split) == sorted(
+        f"split-{trained.split.key}/{name}" for name in ("train", "validation", "test")
+    )
+    train = split[f"split-{trained.split.key}/train"]
+    assert json.loads(train.profile)["num_rows"] == sum(trained.split.counts["train"].values())
+
+
+def test_run_description_says_what_trained_and_how_it_scored(trained, trained_mlflow: str) -> None:
+    note = MlflowClient().get_run(trained.tracking.run_id).data.tags["mlflow.note.content"]
+    assert all(part in note for part in trained.split.partitions)
+    criterion = trained.evaluations["test"]["fusion"]["criterion"]
+    assert f"| test | criterion | {criterion:.4f} |" in note
+    assert "Champion gate: promoted" in note
 
 
 def test_artifacts_are_logged(trained, trained_mlflow: str) -> None:
