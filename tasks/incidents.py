@@ -178,7 +178,7 @@ def read_flagged(path: Path) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def read_attacks(path: Path, truth_dir: Path | None) -> pd.DataFrame | None:
+def read_attacks(path: Path, truth_dir: Path | None, rows_read: int | None = None) -> pd.DataFrame | None:
     """The truly attacking rows (`time, src, line, truth`) of a predictions file: by the truth file
     of the same name in `truth_dir`, else by its label column; None when neither is known."""
     names, label = prediction_columns(path), ZYELL.label_column
@@ -186,7 +186,7 @@ def read_attacks(path: Path, truth_dir: Path | None) -> pd.DataFrame | None:
     if truth_dir is not None:
         from tasks.score import checked_truth
 
-        codes = checked_truth(path, truth_dir, ZYELL)
+        codes = checked_truth(path, truth_dir, ZYELL, rows_read)
         lines = pq.read_table(path, columns=[LINE_COLUMN])[LINE_COLUMN].to_numpy()
         attack = codes[lines - ZYELL.first_data_line] > CLASS_NAMES.index(NORMAL)
         rows = pq.read_table(path, columns=columns, filters=[(LINE_COLUMN, "in", lines[attack])]).to_pandas()
@@ -229,12 +229,16 @@ def incidents_path(predictions: Path) -> Path:
 
 
 def write_incidents(
-    predictions: Path, gap_seconds: float = DEFAULT_GAP_SECONDS, truth_dir: Path | None = None
+    predictions: Path,
+    gap_seconds: float = DEFAULT_GAP_SECONDS,
+    truth_dir: Path | None = None,
+    rows_read: int | None = None,
 ) -> FileIncidents:
-    """Find the incidents of a predictions file and write them beside it as `STEM.incidents.parquet`."""
+    """Find the incidents of a predictions file and write them beside it as `STEM.incidents.parquet`.
+    `rows_read`: the scored file's data lines, when its summary is not written yet."""
     flagged = read_flagged(predictions)
     incidents = find_incidents(flagged, gap_seconds)
-    attacks = read_attacks(predictions, truth_dir)
+    attacks = read_attacks(predictions, truth_dir, rows_read)
     detection = None if attacks is None else detect_episodes(flagged, attacks, TRUTH, gap_seconds)
     target = incidents_path(predictions)
     tmp = target.with_name(f".{target.name}.tmp")

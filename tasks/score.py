@@ -357,7 +357,8 @@ def score_file(
     _atomic_frame(rejected_parts, out_dir / f"{stem}.quarantine.parquet")
     _atomic_frame(outside_parts, out_dir / f"{stem}.out_of_scope.parquet")
     # incidents group rows by source and time: the identifier columns a context spec declares
-    found = write_incidents(target, truth_dir=truth.parent if truth else None) if spec.context else None
+    truth_dir = truth.parent if truth else None
+    found = write_incidents(target, truth_dir=truth_dir, rows_read=scan.data_lines) if spec.context else None
     predicted_by_class = {name: int(n) for name, n in zip(CLASS_NAMES, predicted, strict=True)}
     drift_path = None
     if drift is not None:
@@ -498,12 +499,14 @@ def rows_scored(predictions: Path) -> int:
         raise InputError(f"{summary}: not a summary of nad score ({message_of(error)})") from error
 
 
-def checked_truth(predictions: Path, truth_dir: Path, spec: DatasetSpec) -> np.ndarray:
+def checked_truth(
+    predictions: Path, truth_dir: Path, spec: DatasetSpec, rows_read: int | None = None
+) -> np.ndarray:
     """The class codes of the truth file for `predictions`, which must hold one label per data
-    line of the scored file, as for `nad score --truth`."""
+    line of the scored file (`rows_read`, else as its summary counts them), as for `nad score --truth`."""
     source = truth_file(predictions, truth_dir)
     truth = read_truth(source, spec)
-    if len(truth) != (expected := rows_scored(predictions)):
+    if len(truth) != (expected := rows_read if rows_read is not None else rows_scored(predictions)):
         raise InputError(
             f"{source}: {len(truth):,} labels for the {expected:,} rows scored into {predictions}; "
             "a truth file has one label per data line"
