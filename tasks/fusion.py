@@ -19,6 +19,7 @@ from scipy.special import expit, softmax
 from schemas.firewall import CLASS_NAMES
 from tasks.errors import QUOTE_LIMIT, ModelError, clip, message_of, quote
 from tasks.preprocess import ARTIFACT_NAME, Preprocessing
+from tasks.quiet_start import import_keras
 
 PREDICTOR_FILE = "predictor.json"
 PREDICT_BATCH = 65_536
@@ -56,7 +57,7 @@ def dense_layers(model) -> tuple | None:
 
 
 def read_dense_layers(model) -> tuple | None:
-    import keras
+    keras, _ = import_keras()
 
     if not isinstance(model, keras.Model):
         return None
@@ -130,7 +131,7 @@ def load_model_file(path: Path):
 
 
 def load_keras(path: Path):
-    import keras
+    keras, _ = import_keras()
 
     # TensorFlow's retracing notes when files are scored side by side are noise to a user
     logging.getLogger("tensorflow").setLevel(logging.ERROR)

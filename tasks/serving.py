@@ -26,7 +26,7 @@ CONCURRENCY_PER_WORKER = 256  # requests in flight per worker; beyond, 503 at on
 # TensorFlow's start-up lines ("All log messages before absl::InitializeLog()", "oneDNN custom
 # operations are on") print whatever TF_CPP_MIN_LOG_LEVEL says unless oneDNN's ops are off; the
 # nets run as NumPy when scoring (tasks/fusion.py), so only training's numbers can change.
-QUIET_TENSORFLOW = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+QUIET_TENSORFLOW = {"TF_CPP_MIN_LOG_LEVEL": "2"}  # the start-up lines: tasks/quiet_start.py
 
 
 def serve_command(model_uri: str, port: int, workers: int, host: str = "127.0.0.1") -> list[str]:

@@ -17,10 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 import pyarrow.parquet as pq
-import tensorflow as tf
 from prefect import task
 from prefect.exceptions import MissingContextError
 
@@ -29,8 +27,11 @@ from schemas.training import BatchRange, TrainConfig
 from tasks.metrics import class_scores
 from tasks.preprocess import Preprocessing
 from tasks.progress import Progress
+from tasks.quiet_start import import_keras
 from tasks.split import SplitResult
 from tasks.summary import TrainedNet
+
+keras, tf = import_keras()
 
 ROW_GROUPS_PER_SHUFFLE = 4
 
