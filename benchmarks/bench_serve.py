@@ -2,7 +2,8 @@
 
 For each setup (`nad:N` is `nad serve --workers N`, `mlflow:N` is `mlflow models serve -w N` as
 `tasks.serving` sets it up), the server starts on 127.0.0.1; once it answers and every worker
-is warm, printed are: the median of 20 single 20-row requests one after another; a burst of
+is warm, printed are: the median of 20 single 20-row requests one after another, each on a new
+connection, then on one kept-alive connection; a burst of
 `--requests` requests (default 200, `--rows` rows each) released at once, one thread each (p50,
 p99, max, requests/s, errors); the median of 3 requests of 4,000 rows; the peak RSS of the
 largest worker process. The load average is printed beside each row: the machine is shared.
@@ -15,6 +16,7 @@ folder with its own MLflow store and Prefect home, which takes a few minutes. Wi
 """
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -73,6 +75,22 @@ def post(url: str, body: bytes) -> tuple[int, float, float]:
     except OSError:
         status = 0  # refused or timed out
     return status, start, time.perf_counter()
+
+
+def kept_alive_ms(port: int, body: bytes, count: int = 20) -> float:
+    """The median of `count` requests one after another on one kept-alive connection, as a client
+    that scores traffic as it arrives would send them."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    times = []
+    try:
+        for _ in range(count):
+            start = time.perf_counter()
+            connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            connection.getresponse().read()
+            times.append(time.perf_counter() - start)
+    finally:
+        connection.close()
+    return statistics.median(times) * 1000
 
 
 def burst(url: str, body: bytes, count: int) -> list[tuple[int, float, float]]:
@@ -166,6 +184,7 @@ def measure(setup: str, model: str, body: bytes, large: bytes, count: int) -> di
         for _ in range(3):
             burst(url, body, 4 * workers)  # every worker loads its graph
         single = statistics.median(end - start for _, start, end in (post(url, body) for _ in range(20)))
+        kept_alive = kept_alive_ms(port, body)
         results = burst(url, body, count)
         large_s = statistics.median(end - start for _, start, end in (post(url, large) for _ in range(3)))
         rss = peak_rss_mib(process.pid, process.pid)
@@ -176,6 +195,7 @@ def measure(setup: str, model: str, body: bytes, large: bytes, count: int) -> di
     return {
         "setup": setup,
         "single_ms": single * 1000,
+        "kept_alive_ms": kept_alive,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[max(0, round(0.99 * len(latencies)) - 1)] * 1000,
         "max_ms": latencies[-1] * 1000,
@@ -211,13 +231,14 @@ def main() -> None:
     day = folder / "data" / "0124_firewall.csv"
     body, large = request_body(day, args.rows), request_body(day, 4000, repeat=True)
     print(f"{args.requests} concurrent requests of {args.rows} rows ({len(body):,} bytes) to {model}")
-    print("| setup | single request p50 | burst p50 | burst p99 | burst max | throughput | errors "
-          "| 4,000 rows | peak RSS per worker | load average |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| setup | single p50, new connection | single p50, kept alive | burst p50 | burst p99 | burst max "
+          "| throughput | errors | 4,000 rows | peak RSS per worker | load average |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for setup in args.setups.split(","):
         r = measure(setup, model, body, large, args.requests)
         print(
-            f"| {r['setup']} | {r['single_ms']:.1f} ms | {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms "
+            f"| {r['setup']} | {r['single_ms']:.1f} ms | {r['kept_alive_ms']:.1f} ms "
+            f"| {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms "
             f"| {r['max_ms']:.0f} ms | {r['per_s']:.0f} req/s | {r['errors']} | {r['large_ms']:.0f} ms "
             f"| {r['rss_mib']:.0f} MiB | {' '.join(f'{v:.2f}' for v in os.getloadavg())} |",
             flush=True,
