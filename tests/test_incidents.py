@@ -114,7 +114,7 @@ def test_written_incidents_and_detection_against_the_truth(tmp_path: Path, truth
         truth_dir = tmp_path / "truth"
         truth_dir.mkdir()
         pd.DataFrame({"label": [row[-1] for row in DAY]}).to_csv(truth_dir / "0123_firewall.csv", index=False)
-    result = write_incidents(path, 60, truth_dir)
+    result = write_incidents(path, 60, truth_dir, rows_read=len(DAY))  # no summary.json here
     assert result.path == tmp_path / "scores" / "0123_firewall.incidents.parquet"
     pd.testing.assert_frame_equal(read_incidents(result.path), EXPECTED, check_exact=False, rtol=1e-6)
     assert result.detection == EXPECTED_DETECTION
