@@ -24,6 +24,7 @@ from tasks.preprocess import ARTIFACT_NAME, Preprocessing, expand_one_hot, fit_p
 from tasks.split import StorePart
 from tasks.threshold import DEFAULT_THRESHOLD, FusionOutputs, choose_threshold
 from tasks.train import Schedule, class_weights, plan_schedule, schedule_note
+from tests.conftest import mlflow_at
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -310,16 +311,14 @@ def default_run(tiny_store: Path, own_mlflow: str, tmp_path_factory, prefect_har
 
 
 @pytest.fixture(scope="module")
-def context_run(tiny_store: Path, own_mlflow: str, tmp_path_factory, prefect_harness):
-    from flows.train import train_flow
-
-    config = TrainConfig.from_preset("default", {**QUICK_DEFAULT, "ensemble": 1, "feature_set": "context"})
-    return train_flow(tiny_store, None, config, tmp_path_factory.mktemp("context-artifacts"))
+def context_run(context_trained):
+    """The session's model under feature set `context` (conftest), in an MLflow store of its own."""
+    return context_trained
 
 
 @pytest.mark.slow
-def test_a_context_run_trains_on_the_context_features_and_says_so(context_run, own_mlflow: str) -> None:
-    run = MlflowClient(own_mlflow).get_run(context_run.tracking.run_id)
+def test_a_context_run_trains_on_the_context_features_and_says_so(context_run) -> None:
+    run = MlflowClient(context_run.tracking.tracking_uri).get_run(context_run.tracking.run_id)
     assert run.data.params["config.feature_set"] == "context"
     preprocessing = load_predictor(Path(context_run.predictors["fusion"])).preprocessing
     assert preprocessing.feature_set == "context" and preprocessing.features == ZYELL.features_of("context")
@@ -379,7 +378,8 @@ def test_score_pyfunc_and_in_flow_evaluation_predict_the_same(
 
     scored = nad_score(day, fusion_dir, tmp_path / "scores", own_mlflow).set_index("line")["pred_label"]
     raw = pd.read_csv(day)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/nad-fusion/{default_run.tracking.version}")
+    with mlflow_at(default_run.tracking.tracking_uri):  # each run's own store
+        pyfunc = mlflow.pyfunc.load_model(f"models:/nad-fusion/{default_run.tracking.version}")
     served = pd.Series(
         np.asarray(pyfunc.predict(raw[list(UNLABELLED_COLUMNS)].astype({"duration": "float64"}))),
         index=np.arange(len(raw)) + 2,  # file line of each row (line 1 is the header)
