@@ -21,7 +21,7 @@ from schemas.firewall import CLASS_NAMES
 from schemas.generation import TrafficConfig, get_preset
 from schemas.runtime import DASK_ADDRESS_ENV, QUIET_LOG_ENV
 from tasks.errors import InputError, message_about, message_of
-from tasks.serving import MAX_REQUEST_ROWS, QUIET_TENSORFLOW
+from tasks.registry.serving import MAX_REQUEST_ROWS, QUIET_TENSORFLOW
 
 # Prefect's 20 s wait for its temporary server is too short on a busy 2-core machine.
 QUIET_DEFAULTS = {
@@ -53,7 +53,7 @@ class FeatureSet(StrEnum):
     context = "context"
 
 
-class VoteRule(StrEnum):  # tasks.voting.VOTE_RULES, without importing pandas at start
+class VoteRule(StrEnum):  # tasks.scoring.voting.VOTE_RULES, without importing pandas at start
     majority = "majority"
     probability = "probability"
 
@@ -71,7 +71,7 @@ DatasetOption = Annotated[
 
 MAX_SECONDS = 86_400  # the longest --vote-window and --gap: one day
 MAX_TOP = 1_000_000  # the most incidents --top prints per file
-MODEL_URI = re.compile(r"^[a-z][a-z0-9+.-]*:/")  # tasks.score.is_model_uri, without importing MLflow
+MODEL_URI = re.compile(r"^[a-z][a-z0-9+.-]*:/")  # tasks.scoring.score.is_model_uri, without importing MLflow
 
 
 def check_option_paths(truth: Path | None = None, model: str | None = None) -> None:
@@ -239,7 +239,7 @@ def ingest(
     """Validate data files and write them to the store; bad rows go to quarantine with the reason,
     rows with labels outside the five classes are set aside as out of scope. A new version that
     keeps no row, or under half the stored version's rows, replaces nothing."""
-    from tasks.ingest_scan import unreadable_files
+    from tasks.ingest.scan import unreadable_files
 
     if partition is not None and len(files) > 1:
         raise typer.BadParameter("--partition applies to a single file", param_hint="--partition")
@@ -266,8 +266,8 @@ def ingest_readable(
 ) -> dict[Path, str]:
     """Ingest on a cluster started now, printing each report in order; the errors by file."""
     from tasks.cluster import dask_client
-    from tasks.ingest import ingest_files
-    from tasks.store import StoreError
+    from tasks.ingest.files import ingest_files
+    from tasks.ingest.store import StoreError
 
     errors = {}
     with dask_client(dask_address) as client:
@@ -381,7 +381,7 @@ def train(
     dask_address: DaskOption = None,
 ) -> None:
     """Prefect flow: split, preprocess, train the three nets side by side, save both predictors."""
-    from tasks.store import StoreError, check_store
+    from tasks.ingest.store import StoreError, check_store
 
     spec = get_dataset(dataset)
     try:
@@ -391,7 +391,7 @@ def train(
     parts = parse_partitions(partitions, spec)
     settings = read_config(config, preset, feature_set, spec)  # before TensorFlow is imported
     from flows.train import train_flow
-    from tasks.tracking import training_report
+    from tasks.registry.tracking import training_report
 
     summary = run_flow(train_flow, store, parts, settings, out, dask_address, spec.name)
     typer.echo(training_report(summary))
@@ -440,7 +440,7 @@ def score(
     from flows.score import ScoreFailed, score_days
 
     if vote_window:  # refused before the flow starts
-        from tasks.voting import check_votable
+        from tasks.scoring.voting import check_votable
 
         check_votable(get_dataset(dataset))
     try:
@@ -460,8 +460,8 @@ def score(
 
 def score_lines(outcome) -> str:
     """A scored file's counts, and its metrics with their MLflow run when its labels were known."""
-    from tasks.incidents import IncidentDetection, detection_line
-    from tasks.tracking import HEADLINE
+    from tasks.metrics import HEADLINE
+    from tasks.scoring.incidents import IncidentDetection, detection_line
 
     report = outcome.report
     predicted = ", ".join(f"{k} {v:,}" for k, v in report.predicted.items() if v)
@@ -494,7 +494,7 @@ def evaluate(
 ) -> None:
     """Score existing predictions against truth files: per file, and over all files."""
     check_option_paths(truth=truth)
-    from tasks.score import evaluate_prediction_folder
+    from tasks.scoring.predictions import evaluate_prediction_folder
 
     try:
         per_file, overall = evaluate_prediction_folder(predictions, truth, get_dataset(dataset))
@@ -538,7 +538,7 @@ def pipeline(
     check_option_paths(truth=truth)
     read_config(config, preset, feature_set, get_dataset(dataset))
     from flows.pipeline import pipeline_flow
-    from tasks.tracking import comparison_table
+    from tasks.registry.tracking import comparison_table
 
     result = run_flow(
         pipeline_flow,
@@ -587,8 +587,8 @@ def drift(
     if days and store is None:
         raise typer.BadParameter("--days applies to --store", param_hint="--days")
     check_option_paths(model=model)
-    from tasks.drift_days import drift_reports
-    from tasks.drift_publish import HEATMAP_NAME, write_heatmap
+    from tasks.monitoring.drift_days import drift_reports
+    from tasks.monitoring.drift_publish import HEATMAP_NAME, write_heatmap
 
     spec = get_dataset(dataset)
     reports = drift_reports(paths or [], store, parse_partitions(days, spec), model, spec, out)
@@ -648,7 +648,7 @@ def incidents(
     """Incidents: a source's flagged rows of one class, each within GAP seconds of the last; written
     beside the predictions as STEM.incidents.parquet, the largest printed."""
     check_option_paths(truth=truth)
-    from tasks.incidents import FileFailure, detection_line, folder_incidents, format_incidents
+    from tasks.scoring.incidents import FileFailure, detection_line, folder_incidents, format_incidents
 
     results = folder_incidents(predictions, gap, truth)
     for result in results:
@@ -689,8 +689,8 @@ def serve(
     {"predictions": [...]} out) and /ping, the row contract on every request (400 naming row,
     column and why), batched scoring, one single-worker process per core (docs/serving.md)."""
     check_option_paths(model=model)
-    from tasks.score import champion_uri, check_model_dataset, predictor_folder
-    from tasks.serving import start_workers, stop_workers
+    from tasks.registry.champion import champion_uri, check_model_dataset, predictor_folder
+    from tasks.registry.serving import start_workers, stop_workers
 
     name = model or champion_uri(get_dataset(dataset))
     folder = predictor_folder(name)

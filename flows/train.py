@@ -12,14 +12,15 @@ from prefect import flow, get_run_logger
 from schemas.datasets import DEFAULT_DATASET, get_dataset
 from schemas.training import TrainConfig
 from tasks.cluster import dask_client
-from tasks.evaluate import evaluate_predictors_task
-from tasks.fusion import assemble_predictors_task
-from tasks.preprocess import fit_preprocessing_task, preprocessing_folder
-from tasks.split import SplitResult, split_store_task
-from tasks.summary import Registration, TrainedNet, TrainingSummary
-from tasks.threshold import tune_threshold_task
-from tasks.tracking import track_and_register_task
-from tasks.train import NETS, configure_tensorflow, train_net_task
+from tasks.model.fusion import assemble_predictors_task
+from tasks.model.preprocess import fit_preprocessing_task, preprocessing_folder
+from tasks.model.tensorflow_threads import configure_tensorflow
+from tasks.registry.tracking import track_and_register_task
+from tasks.training.evaluate import evaluate_predictors_task
+from tasks.training.split import SplitResult, split_store_task
+from tasks.training.summary import Registration, TrainedNet, TrainingSummary
+from tasks.training.threshold import tune_threshold_task
+from tasks.training.train import NETS, train_net_task
 
 
 @flow(name="evaluate")

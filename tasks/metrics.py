@@ -12,6 +12,9 @@ import numpy as np
 
 from schemas.firewall import CLASS_NAMES, DDOS, NORMAL
 
+# The figures every report, table and MLflow run shows, in this order
+HEADLINE = ("precision", "recall", "f1", "fbeta", "far", "cost", "criterion")
+
 
 def default_cost_matrix() -> np.ndarray:
     """Rows true class, columns predicted: a false DDoS alarm costs 2, a DDoS missed as Normal
@@ -58,8 +61,7 @@ class Evaluation:
     confusion: list[list[int]]
 
     def headline(self) -> dict[str, float]:
-        keys = ("precision", "recall", "f1", "fbeta", "far", "cost", "criterion")
-        return {k: getattr(self, k) for k in keys}
+        return {k: getattr(self, k) for k in HEADLINE}
 
     def to_dict(self) -> dict:
         return asdict(self)

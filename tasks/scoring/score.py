@@ -7,7 +7,7 @@ The predictor knows its dataset (its preprocessing names the spec). Per input fi
 - `STEM.quarantine.parquet`: rejected rows with file, line, columns and reason;
 - `STEM.out_of_scope.parquet`: valid rows of a labelled file whose label is outside the five
   classes, set aside unscored;
-- `STEM.drift.json`: the day's drift against the model's training period (tasks/drift.py),
+- `STEM.drift.json`: the day's drift against the model's training period (tasks/model/drift.py),
   when the model has a reference profile;
 - `STEM.summary.json`: rows read = kept + quarantined + out of scope, counts per predicted
   class and, when labels are known (a label column, or a truth file), every metric.
@@ -18,156 +18,47 @@ MLflow URI, and resolved once per scoring run to a local predictor folder (`pred
 
 import functools
 import json
-import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as arrow
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.artifacts import create_table_artifact
-from pyarrow import feather
 
-from schemas.context import ContextSpec
 from schemas.datasets import DatasetSpec, get_dataset, plain_name
 from schemas.firewall import CLASS_NAMES, NORMAL
-from tasks.context import ContextTables, build_tables, context_features, valid_rows, write_arrow
-from tasks.drift import REPORT_SUFFIX as DRIFT_SUFFIX
-from tasks.drift import InputCounter, bin_counts, drift_report, reference_cuts
-from tasks.drift import write_report as write_drift_report
 from tasks.errors import InputError, ModelError, message_about, message_of, retry_if_transient
-from tasks.fusion import PREDICTOR_FILE, load_predictor, load_preprocessing
-from tasks.incidents import (
+from tasks.ingest.lines import plan_blocks
+from tasks.ingest.parse import (
+    LINE_COLUMN,
+    label_codes,
+)
+from tasks.ingest.scan import DEFAULT_BLOCKSIZE, read_head, resolve_partition, scan_file
+from tasks.metrics import HEADLINE, evaluate_confusion
+from tasks.model.drift import REPORT_SUFFIX as DRIFT_SUFFIX
+from tasks.model.drift import InputCounter, drift_report
+from tasks.model.drift import write_report as write_drift_report
+from tasks.model.fusion import load_predictor
+from tasks.progress import Progress
+from tasks.registry.champion import check_model_dataset, predictor_folder
+from tasks.registry.mlflow_setup import log_evaluation_run
+from tasks.scoring.blocks import BlockScorer, ClusterModel, context_pass, local_scorer, parse_numbered_block
+from tasks.scoring.incidents import incidents_path, read_incidents, write_incidents
+from tasks.scoring.predictions import (
     PREDICTED,
     PREDICTIONS_SUFFIX,
     PROBABILITY,
-    incidents_path,
-    read_incidents,
-    write_incidents,
+    atomic_frame,
+    atomic_parquet,
+    prediction_schema,
+    truth_for,
 )
-from tasks.ingest_lines import plan_blocks
-from tasks.ingest_parse import (
-    ARROW_KINDS,
-    LINE_COLUMN,
-    label_codes,
-    parse_block,
-    quarantine_frame,
-    split_set_aside,
-    store_columns,
-)
-from tasks.ingest_scan import DEFAULT_BLOCKSIZE, read_head, resolve_partition, scan_file
-from tasks.metrics import confusion_matrix, evaluate_confusion
-from tasks.progress import Progress
-from tasks.tracking import CHAMPION, HEADLINE, configure_mlflow, log_evaluation_run
-from tasks.voting import Vote, check_votable, vote_by_source
-
-MLMODEL_FILE = "MLmodel"
-MODEL_FORMS = (
-    "a predictor folder (with predictor.json), a run folder, the --out folder of nad train, "
-    "or an MLflow model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model)"
-)
-
-
-def champion_uri(spec: DatasetSpec) -> str:
-    """The default model of a dataset: its registered model's champion."""
-    return f"models:/{spec.model_name}@{CHAMPION}"
-
-
-def is_model_uri(model: str) -> bool:
-    return re.match(r"^[a-z][a-z0-9+.-]*:/", model) is not None
-
-
-def predictor_folder(model: str) -> Path:
-    """The local predictor folder that `model` names: a predictor folder itself, a run folder
-    (its `fusion/`), the `--out` folder of `nad train` (its `runs/latest/fusion/`), a saved
-    MLflow model, or an MLflow model URI (downloaded)."""
-    if is_model_uri(model):
-        return download_predictor(model)
-    path = Path(model)
-    if not path.exists():
-        raise ModelError(f"{model}: no such folder, and not a model URI; give {MODEL_FORMS}")
-    if not path.is_dir():
-        raise ModelError(f"{model}: a file, not a model; give {MODEL_FORMS}")
-    for folder in (path, path / "fusion", path / "runs" / "latest" / "fusion"):
-        if (folder / PREDICTOR_FILE).is_file():
-            return folder
-    if (path / MLMODEL_FILE).is_file():
-        return pyfunc_predictor(path)
-    raise ModelError(f"{model}: holds no model; give {MODEL_FORMS}")
-
-
-def download_predictor(uri: str) -> Path:
-    import mlflow
-
-    configure_mlflow()
-    try:
-        return pyfunc_predictor(Path(mlflow.artifacts.download_artifacts(artifact_uri=uri)))
-    except mlflow.exceptions.MlflowException as error:
-        raise ModelError(f"{uri}: {error.message.splitlines()[0]}") from error
-
-
-def pyfunc_predictor(local: Path) -> Path:
-    """The predictor folder inside a saved pyfunc model (see tasks/pyfunc_model.py)."""
-    import mlflow
-
-    if not (local / MLMODEL_FILE).is_file():
-        raise ModelError(f"{local}: no {MLMODEL_FILE}; not a model logged by nad train")
-    flavor = mlflow.models.Model.load(local / MLMODEL_FILE).flavors.get("python_function", {})
-    predictor = flavor.get("artifacts", {}).get("predictor", {}).get("path")
-    if predictor is None:
-        raise ModelError(f"{local}: an MLflow model without a nad predictor")
-    return local / predictor
-
-
-def check_model_dataset(folder: Path, spec: DatasetSpec, model: str) -> None:
-    """Refuse a model trained on another dataset than the files to score."""
-    trained_on = load_preprocessing(folder).dataset
-    if trained_on != spec.name:
-        raise ModelError(
-            f"{model} was trained on {trained_on}, not {spec.name}; "
-            f"score with --dataset {trained_on} or another --model"
-        )
-
-
-def resolve_predictor(model: str):
-    """The predictor that `model` names (see `predictor_folder`), loaded."""
-    return load_predictor(predictor_folder(model))
-
-
-def read_truth(path: Path, spec: DatasetSpec) -> np.ndarray:
-    """Class codes of a truth file's labels, indexed by data line number minus the first data
-    line's; -1 for a label outside the five classes. A headerless truth file holds whole rows."""
-    label = spec.label_column
-    read = pacsv.ReadOptions() if spec.has_header else pacsv.ReadOptions(column_names=list(spec.columns))
-    convert = pacsv.ConvertOptions(column_types={label: arrow.string()}, include_columns=[label])
-    try:
-        labels = pacsv.read_csv(path, read, convert_options=convert)[label].to_pandas()
-    except KeyError as error:  # pyarrow's ArrowKeyError: the header lacks the label column
-        raise InputError(
-            f"{path}: no {label!r} column in its header; not a {spec.name} truth file"
-        ) from error
-    except arrow.ArrowInvalid as error:
-        raise InputError(f"{path}: not a {spec.name} truth file ({str(error).splitlines()[0]})") from error
-    return label_codes(labels, spec)
-
-
-def truth_for(path: Path, truth: Path, data_lines: int, spec: DatasetSpec) -> np.ndarray:
-    """The truth file's class codes, checked to hold one label per data line of `path`."""
-    codes = read_truth(truth, spec)
-    if len(codes) != data_lines:
-        raise InputError(
-            f"{truth}: {len(codes):,} labels for the {data_lines:,} rows of {path}; "
-            "a truth file has one label per data line"
-        )
-    return codes
+from tasks.scoring.voting import Vote, check_votable, vote_by_source
 
 
 @dataclass(frozen=True)
@@ -188,90 +79,11 @@ class ScoreReport:
     incident_detection: dict | None = None  # with labels: episodes detected, incidents false
     vote: dict | None = None  # voting by source: its window and rule; None: no vote
     rows_revoted: int | None = None  # flagged rows whose class the vote changed
-    drift: str | None = None  # the drift report (tasks/drift.py); None: the model has no reference
+    drift: str | None = None  # the drift report (tasks/model/drift.py); None: the model has no reference
 
     @property
     def rows_per_second(self) -> float:
         return self.rows_read / self.seconds if self.seconds else 0.0
-
-
-def _atomic_parquet(frames, path: Path, schema: arrow.Schema) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for frame in frames:
-                writer.write_table(arrow.Table.from_pandas(frame, schema=schema, preserve_index=False))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_frame(frames: list[pd.DataFrame], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@dataclass(frozen=True)
-class BlockPrediction:
-    """One scored block: its predictions (valid rows' columns, `pred_label`, `attack_probability`),
-    its rejected and set-aside rows, and the predicted class codes. Made wherever the block is
-    scored (this process or a Dask worker); the file-level figures are summed where the file is
-    assembled, from these, in block order."""
-
-    rows: int
-    out: pd.DataFrame
-    rejected: pd.DataFrame
-    outside: pd.DataFrame
-    codes: np.ndarray
-    input_bins: list[np.ndarray] | None = None  # rows per reference bin of each input (drift)
-
-
-# Scores a file's blocks in order: (file, number of blocks, block loader, context tables) -> predictions
-BlockLoader = Callable[[int], pd.DataFrame]
-BlockScorer = Callable[[str, int, BlockLoader, ContextTables | None], Iterator[BlockPrediction]]
-
-
-def predict_block(
-    rows: pd.DataFrame, predictor, tables: ContextTables | None, index: int, source: str
-) -> BlockPrediction:
-    """Set the rejected and out-of-scope rows of a parsed block aside, and predict the others."""
-    spec = predictor.preprocessing.spec
-    rejected, outside = split_set_aside(rows)
-    valid = rows.loc[~rejected & ~outside].reset_index(drop=True)
-    features = context_features(valid, tables, index) if tables else None
-    inputs = predictor.preprocessing.raw_inputs(valid, features)
-    reference = predictor.preprocessing.reference
-    codes, probability = predictor.predict_codes(predictor.preprocessing.scale(inputs))
-    out = valid[list(store_columns(spec))].copy()
-    out["pred_label"] = np.asarray(CLASS_NAMES, dtype=object)[codes]
-    out["attack_probability"] = probability.astype(np.float32)
-    return BlockPrediction(
-        len(rows),
-        out,
-        quarantine_frame(rows.loc[rejected], source),
-        rows.loc[outside, list(store_columns(spec))],
-        codes,
-        None if reference is None else bin_counts(inputs, reference_cuts(reference)),
-    )
-
-
-def local_scorer(predictor) -> BlockScorer:
-    """Blocks scored in this process, one after another; the next block parses meanwhile."""
-
-    def score(source: str, count: int, load: BlockLoader, tables: ContextTables | None):
-        with ThreadPoolExecutor(1) as prefetch:
-            pending = prefetch.submit(load, 0)
-            for index in range(count):
-                rows = pending.result()
-                if index + 1 < count:
-                    pending = prefetch.submit(load, index + 1)
-                yield predict_block(rows, predictor, tables, index, source)
-
-    return score
 
 
 def score_file(
@@ -285,7 +97,7 @@ def score_file(
     blocksize: int = DEFAULT_BLOCKSIZE,
 ) -> ScoreReport:
     """Validate and score one file, one block at a time, with `scorer` (default: in this process,
-    `local_scorer`). With `vote`, the flagged rows then vote by source (tasks/voting.py), and the
+    `local_scorer`). With `vote`, the flagged rows then vote by source (tasks/scoring/voting.py), and the
     file, the counts and the metrics hold the voted classes.
 
     Rows whose truth label is outside the five classes are predicted but left out of the metrics.
@@ -345,7 +157,7 @@ def score_file(
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{stem}.predictions.parquet"
     try:
-        _atomic_parquet(predictions(), target, prediction_schema(spec))
+        atomic_parquet(predictions(), target, prediction_schema(spec))
     finally:
         shutil.rmtree(tables_dir, ignore_errors=True)
     progress.finish()
@@ -354,8 +166,8 @@ def score_file(
         changes = vote_in_place(target, vote, spec)
         recount(changes, predicted, confusion)
         revoted = len(changes)
-    _atomic_frame(rejected_parts, out_dir / f"{stem}.quarantine.parquet")
-    _atomic_frame(outside_parts, out_dir / f"{stem}.out_of_scope.parquet")
+    atomic_frame(rejected_parts, out_dir / f"{stem}.quarantine.parquet")
+    atomic_frame(outside_parts, out_dir / f"{stem}.out_of_scope.parquet")
     # incidents group rows by source and time: the identifier columns a context spec declares
     found = write_incidents(target, truth_dir=truth.parent if truth else None) if spec.context else None
     predicted_by_class = {name: int(n) for name, n in zip(CLASS_NAMES, predicted, strict=True)}
@@ -386,10 +198,6 @@ def score_file(
         )
     (out_dir / f"{stem}.summary.json").write_text(json.dumps(asdict(report), indent=2))
     return report
-
-
-def parse_numbered_block(blocks: list, number: int) -> pd.DataFrame:
-    return parse_block(blocks[number])
 
 
 def no_row_kept(counts: dict[str, int]) -> str:
@@ -431,7 +239,7 @@ def vote_in_place(predictions: Path, vote: Vote, spec: DatasetSpec) -> pd.DataFr
                 frame.loc[hit, PREDICTED] = new
             yield frame
 
-    _atomic_parquet(frames(), predictions, source.schema_arrow)
+    atomic_parquet(frames(), predictions, source.schema_arrow)
     return pd.concat(changes, ignore_index=True)
 
 
@@ -443,100 +251,6 @@ def recount(changes: pd.DataFrame, predicted: np.ndarray, confusion: np.ndarray)
     known = actual >= 0
     np.subtract.at(confusion, (actual[known], old[known]), 1)
     np.add.at(confusion, (actual[known], new[known]), 1)
-
-
-def context_pass(
-    blocks: list, context: ContextSpec, folder: Path
-) -> tuple[ContextTables, Callable[[int], pd.DataFrame]]:
-    """Pass 1 of the context features over every block of a file, in this process, before any
-    block is scored: a window feature counts the rows of its bucket in the whole file. Each
-    block is parsed once; its rows wait in `folder` for pass 2, which reads them with the
-    returned function (by block number)."""
-    shutil.rmtree(folder, ignore_errors=True)
-    parsed = folder / "parsed"
-    parsed.mkdir(parents=True)
-
-    def parse_and_keep(number: int) -> pd.DataFrame:
-        rows = parse_block(blocks[number])
-        write_arrow(rows, parsed / f"block-{number:05d}.arrow")
-        return valid_rows(rows)
-
-    tables = build_tables(range(len(blocks)), parse_and_keep, context, folder / "tables")
-    return tables, lambda number: feather.read_feather(parsed / f"block-{number:05d}.arrow")
-
-
-def prediction_schema(spec: DatasetSpec) -> arrow.Schema:
-    kinds = spec.column_kinds(labelled=True)
-    fields = [arrow.field(name, ARROW_KINDS[kinds[name]]) for name in spec.columns]
-    fields += [
-        arrow.field(LINE_COLUMN, arrow.int64()),
-        arrow.field("pred_label", arrow.string()),
-        arrow.field("attack_probability", arrow.float32()),
-    ]
-    return arrow.schema(fields)
-
-
-def truth_file(predictions: Path, truth_dir: Path) -> Path:
-    """The truth file named like the scored file: same stem, any extension."""
-    stem = predictions.name.removesuffix(".predictions.parquet")
-    matches = sorted(p for p in truth_dir.glob(f"{stem}.*") if p.is_file())
-    if not matches:
-        raise FileNotFoundError(f"no truth file {stem}.* in {truth_dir}")
-    return matches[0]
-
-
-def rows_scored(predictions: Path) -> int:
-    """The data lines of the file that `predictions` was scored from, as its summary counts them."""
-    summary = predictions.with_name(predictions.name.removesuffix(PREDICTIONS_SUFFIX) + ".summary.json")
-    if not summary.is_file():
-        raise InputError(
-            f"{summary}: missing; it tells how many labels the truth of {predictions.name} needs"
-        )
-    try:
-        return int(json.loads(summary.read_text())["rows_read"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise InputError(f"{summary}: not a summary of nad score ({message_of(error)})") from error
-
-
-def checked_truth(predictions: Path, truth_dir: Path, spec: DatasetSpec) -> np.ndarray:
-    """The class codes of the truth file for `predictions`, which must hold one label per data
-    line of the scored file, as for `nad score --truth`."""
-    source = truth_file(predictions, truth_dir)
-    truth = read_truth(source, spec)
-    if len(truth) != (expected := rows_scored(predictions)):
-        raise InputError(
-            f"{source}: {len(truth):,} labels for the {expected:,} rows scored into {predictions}; "
-            "a truth file has one label per data line"
-        )
-    return truth
-
-
-def prediction_confusion(predictions: Path, truth_dir: Path, spec: DatasetSpec) -> np.ndarray:
-    """Confusion of a predictions file against the truth file of the same name (`checked_truth`)."""
-    table = pq.read_table(predictions, columns=[LINE_COLUMN, "pred_label"])
-    truth = checked_truth(predictions, truth_dir, spec)[table[LINE_COLUMN].to_numpy() - spec.first_data_line]
-    guessed = np.asarray(table["pred_label"].to_pylist(), dtype=object)[truth >= 0]
-    return confusion_matrix(np.asarray(CLASS_NAMES, dtype=object)[truth[truth >= 0]], guessed)
-
-
-def evaluate_prediction_folder(
-    folder: Path, truth_dir: Path, spec: DatasetSpec
-) -> tuple[dict[str, dict], dict]:
-    """Metrics per predictions file, and over all of them together."""
-    files = sorted(folder.glob("*.predictions.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no *.predictions.parquet in {folder}")
-    confusions = {path.name: prediction_confusion(path, truth_dir, spec) for path in files}
-    per_file = {name: evaluate_confusion(matrix).to_dict() for name, matrix in confusions.items()}
-    return per_file, evaluate_confusion(sum(confusions.values())).to_dict()
-
-
-@dataclass(frozen=True)
-class ClusterModel:
-    """A Dask cluster whose workers hold a predictor (tasks/score_cluster.py)."""
-
-    address: str
-    plugin: str
 
 
 @dataclass(frozen=True)
@@ -613,7 +327,7 @@ def score_file_on(cluster: ClusterModel | None, path: Path, predictor, *args) ->
         return score_file(path, predictor, *args)
     from distributed import Client
 
-    from tasks.score_cluster import cluster_scorer  # it builds on this module
+    from tasks.scoring.score_cluster import cluster_scorer  # only a cluster run needs distributed
 
     with Client(cluster.address, set_as_default=False) as client:
         return score_file(path, predictor, *args, scorer=cluster_scorer(client, cluster.plugin))

@@ -23,12 +23,11 @@ from prefect import task
 from schemas.datasets import ZYELL
 from schemas.firewall import CLASS_NAMES, NORMAL
 from tasks.errors import message_about
-from tasks.ingest_parse import LINE_COLUMN
+from tasks.ingest.parse import LINE_COLUMN
+from tasks.scoring.predictions import PREDICTED, PREDICTIONS_SUFFIX, PROBABILITY
 
 DEFAULT_GAP_SECONDS = 60
-PREDICTIONS_SUFFIX = ".predictions.parquet"
 INCIDENTS_SUFFIX = ".incidents.parquet"
-PREDICTED, PROBABILITY = "pred_label", "attack_probability"
 INCIDENT_COLUMNS = (
     "src",
     "class",
@@ -184,7 +183,7 @@ def read_attacks(path: Path, truth_dir: Path | None) -> pd.DataFrame | None:
     names, label = prediction_columns(path), ZYELL.label_column
     columns = ["time", "src", LINE_COLUMN]
     if truth_dir is not None:
-        from tasks.score import checked_truth
+        from tasks.scoring.predictions import checked_truth
 
         codes = checked_truth(path, truth_dir, ZYELL)
         lines = pq.read_table(path, columns=[LINE_COLUMN])[LINE_COLUMN].to_numpy()

@@ -22,8 +22,9 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from pandera.engines import pandas_engine
 
+from schemas.runtime import MAX_REQUEST_ROWS_ENV
 from tasks.errors import quote
-from tasks.serving import MAX_REQUEST_ROWS, MAX_REQUEST_ROWS_ENV
+from tasks.registry.serving import MAX_REQUEST_ROWS
 
 MAX_ROWS_NAMED = 10  # bad rows named in one refusal; the rest are counted
 LARGEST_INTEGER = 10**18  # as ingestion: an integer field has at most 18 digits
@@ -93,7 +94,7 @@ def contract_breaches(frame: pd.DataFrame, spec) -> dict[int, list[str]]:
 
 def typed_breaches(typed: pd.DataFrame, rows: pd.DataFrame, spec) -> dict[int, list[str]]:
     """`contract_breaches` of rows already typed (`typed_rows`); `rows` as sent, for the quotes."""
-    from tasks.ingest_parse import describe_failure
+    from tasks.ingest.parse import describe_failure
 
     schema = spec.contract(labelled=False)
     if holds_quickly(typed, schema):
@@ -173,7 +174,7 @@ class NadFusionModel(PythonModel):
     """Raw rows (the dataset's unlabelled columns, as in the signature) in, class names out."""
 
     def load_context(self, context) -> None:
-        from tasks.fusion import load_predictor
+        from tasks.model.fusion import load_predictor
 
         self.predictor = load_predictor(context.artifacts["predictor"])
         self.max_rows = int(os.environ.get(MAX_REQUEST_ROWS_ENV, MAX_REQUEST_ROWS))

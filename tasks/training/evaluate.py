@@ -7,9 +7,9 @@ import pyarrow.parquet as pq
 from prefect import task
 
 from schemas.firewall import CLASS_NAMES
-from tasks.fusion import load_predictor
 from tasks.metrics import Evaluation, evaluate_confusion
-from tasks.split import SplitResult
+from tasks.model.fusion import load_predictor
+from tasks.training.split import SplitResult
 
 EVALUATED_SPLITS = ("validation", "test")
 

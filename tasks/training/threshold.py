@@ -17,9 +17,9 @@ import numpy as np
 from prefect import task
 
 from schemas.firewall import CLASS_NAMES
-from tasks.evaluate import read_encoded
-from tasks.fusion import FusionModel, load_predictor, set_threshold
 from tasks.metrics import evaluate_confusion
+from tasks.model.fusion import FusionModel, load_predictor, set_threshold
+from tasks.training.evaluate import read_encoded
 
 GRID: Final[tuple[float, ...]] = tuple(round(0.05 + 0.01 * i, 2) for i in range(91))  # 0.05 .. 0.95
 DEFAULT_THRESHOLD: Final = 0.5

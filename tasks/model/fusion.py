@@ -18,7 +18,7 @@ from scipy.special import expit, softmax
 
 from schemas.firewall import CLASS_NAMES
 from tasks.errors import QUOTE_LIMIT, ModelError, clip, message_of, quote
-from tasks.preprocess import ARTIFACT_NAME, Preprocessing
+from tasks.model.preprocess import ARTIFACT_NAME, Preprocessing
 
 PREDICTOR_FILE = "predictor.json"
 PREDICT_BATCH = 65_536
@@ -49,7 +49,7 @@ _DENSE_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def dense_layers(model) -> tuple | None:
     """(weights, bias, activation) of each Dense layer of a Keras net that is only a chain of
-    Dense and Dropout layers (ours: tasks/train.py `build_net`); None for anything else."""
+    Dense and Dropout layers (ours: tasks/training/train.py `build_net`); None for anything else."""
     if model not in _DENSE_CACHE:
         _DENSE_CACHE[model] = read_dense_layers(model)
     return _DENSE_CACHE[model]

@@ -17,8 +17,14 @@ import pandas as pd
 
 from schemas.datasets import plain_name
 from schemas.firewall import CLASS_NAMES
-from tasks.context import build_tables, context_features, stored_rows, valid_rows
-from tasks.drift import (
+from tasks.errors import InputError, ModelError
+from tasks.ingest.lines import plan_blocks
+from tasks.ingest.parse import parse_block
+from tasks.ingest.scan import resolve_partition, scan_file
+from tasks.ingest.store import StoreError, check_store, part_dir, stored_parts
+from tasks.ingest.store import read_report as read_store_report
+from tasks.model.context import build_tables, context_features, stored_rows, valid_rows
+from tasks.model.drift import (
     REPORT_SUFFIX,
     DriftReport,
     InputCounter,
@@ -27,16 +33,11 @@ from tasks.drift import (
     read_report,
     write_report,
 )
-from tasks.drift_publish import report_files
-from tasks.errors import InputError, ModelError
-from tasks.fusion import load_predictor
-from tasks.ingest_lines import plan_blocks
-from tasks.ingest_parse import parse_block
-from tasks.ingest_scan import resolve_partition, scan_file
-from tasks.preprocess import ARTIFACT_NAME, Preprocessing
-from tasks.score import champion_uri, check_model_dataset, context_pass, predictor_folder
-from tasks.store import StoreError, check_store, part_dir, stored_parts
-from tasks.store import read_report as read_store_report
+from tasks.model.fusion import load_predictor
+from tasks.model.preprocess import ARTIFACT_NAME, Preprocessing
+from tasks.monitoring.drift_publish import report_files
+from tasks.registry.champion import champion_uri, check_model_dataset, predictor_folder
+from tasks.scoring.blocks import context_pass
 
 
 def reference_of(prep: Preprocessing, model: str) -> ReferenceProfile:

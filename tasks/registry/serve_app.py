@@ -5,11 +5,11 @@ needs no change: `POST /invocations` with `{"dataframe_split": {"columns": [...]
 (the dataset's unlabelled columns), answered `{"predictions": [class names]}`; `GET /ping`.
 
 What always holds:
-- every request's rows pass the ingest row contract (`tasks/pyfunc_model.py`, from `schemas/`)
+- every request's rows pass the ingest row contract (`tasks/registry/pyfunc_model.py`, from `schemas/`)
   or the request is answered 400, cause first, no row of it labelled; so is a request over the
   row cap. A bad request never costs a good one its answer, even when batched with it;
 - predictions are those of `nad score` on the same rows: the same predictor folder, the same
-  typed rows, the same NumPy nets (`tasks/fusion.py`); under feature set `context` each request
+  typed rows, the same NumPy nets (`tasks/model/fusion.py`); under feature set `context` each request
   is a whole file, as `nad score` treats a file;
 - requests that arrive while a batch is being scored wait and are scored together as the next
   batch (adaptive batching: one contract check and one pass of the nets per batch);
@@ -39,13 +39,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from schemas.firewall import CLASS_NAMES
-from tasks.pyfunc_model import (
+from tasks.registry.pyfunc_model import (
     missing_columns,
     refusal_message,
     too_many_rows,
     typed_breaches,
     typed_rows,
 )
+from tasks.registry.serving import READY
 
 QUEUE_LIMIT = 512  # requests waiting or in progress per worker; beyond, 503 at once
 BATCH_ROWS = 20_000  # rows scored together at most; a batch holds whole requests
@@ -212,7 +213,7 @@ def predict_names(predictor, typed: pd.DataFrame, sizes: list[int]) -> np.ndarra
     prep = predictor.preprocessing
     context = None
     if prep.context is not None and len(typed):
-        from tasks.context import frame_context
+        from tasks.model.context import frame_context
 
         bounds = np.cumsum([0, *sizes])
         parts = [typed.iloc[start:end].reset_index(drop=True) for start, end in itertools.pairwise(bounds)]
@@ -257,17 +258,15 @@ def serve_worker(predictor_dir: Path, host: str, port: int, max_rows: int, queue
     """One worker: load the predictor, then answer on the shared port until told to stop."""
     import uvicorn
 
-    from tasks.fusion import load_predictor
+    from tasks.model.fusion import load_predictor
 
     scorer = Scorer(load_predictor(predictor_dir), max_rows, queue_limit)
     config = uvicorn.Config(build_app(scorer), log_level="warning", access_log=False, lifespan="on")
     sock = shared_socket(host, port)
-    print(READY, flush=True)  # the launcher (tasks/serving.py) waits for this line from each worker
+    print(READY, flush=True)  # the launcher (tasks/registry/serving.py) waits for this line from each worker
     uvicorn.Server(config).run(sockets=[sock])
 
 
-READY = "ready"
-
-if __name__ == "__main__":  # python -m tasks.serve_app PREDICTOR_DIR HOST PORT MAX_ROWS QUEUE_LIMIT
+if __name__ == "__main__":  # python -m tasks.registry.serve_app PREDICTOR_DIR HOST PORT MAX_ROWS QUEUE_LIMIT
     folder, host, port, max_rows, queue_limit = sys.argv[1:6]
     serve_worker(Path(folder), host, int(port), int(max_rows), int(queue_limit))

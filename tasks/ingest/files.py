@@ -1,13 +1,13 @@
 """Validated, out-of-core ingestion of data files into the Parquet store, for any dataset spec.
 
-A file is first checked as a whole and scanned once (`tasks.ingest_scan`); nothing is written if
+A file is first checked as a whole and scanned once (`tasks.ingest.scan`); nothing is written if
 that fails. Each block of about `blocksize` bytes is then a partition of a Dask DataFrame: its
-lines are screened (`tasks.ingest_lines`), parsed with the types of the spec's pandera schema
-and validated with it (`tasks.ingest_parse`), and written to the stage of a new version of the
-partition (`tasks.ingest_write`), which is committed atomically. Every row ends up in the
+lines are screened (`tasks.ingest.lines`), parsed with the types of the spec's pandera schema
+and validated with it (`tasks.ingest.parse`), and written to the stage of a new version of the
+partition (`tasks.ingest.write`), which is committed atomically. Every row ends up in the
 partition's Parquet data, in its quarantine (with file, line, columns and reason), or, when its
 label is valid but outside the five classes, among its out-of-scope rows; the report
-(`tasks.ingest_report`) counts them.
+(`tasks.ingest.report`) counts them.
 """
 
 import json
@@ -23,12 +23,10 @@ from prefect import task
 
 from schemas.datasets import COMPRESSED_SUFFIX, DEFAULT_DATASET, ZYELL, DatasetSpec, get_dataset, plain_name
 from tasks.errors import DISK_REFUSALS, quote, retry_if_transient
-from tasks.ingest_lines import plan_blocks
-from tasks.ingest_report import IngestReport, build_report, unchanged_report
-from tasks.ingest_scan import DEFAULT_BLOCKSIZE, IngestError, read_head, resolve_partition, scan_file
-from tasks.ingest_write import staged_version, write_partitions
-from tasks.progress import Progress
-from tasks.store import (
+from tasks.ingest.lines import plan_blocks
+from tasks.ingest.report import IngestReport, build_report, unchanged_report
+from tasks.ingest.scan import DEFAULT_BLOCKSIZE, IngestError, read_head, resolve_partition, scan_file
+from tasks.ingest.store import (
     REPORT_NAME,
     VersionRefused,
     check_new_version,
@@ -38,6 +36,8 @@ from tasks.store import (
     read_report,
     recover_part,
 )
+from tasks.ingest.write import staged_version, write_partitions
+from tasks.progress import Progress
 
 
 @contextmanager

@@ -6,9 +6,7 @@ The default store is SQLite `mlflow.db` plus an `mlartifacts/` folder in the wor
 """
 
 import json
-import os
 import re
-import socket
 import subprocess
 import tempfile
 import warnings
@@ -26,8 +24,10 @@ from prefect import task
 
 from schemas.datasets import DatasetSpec, get_dataset
 from tasks.errors import ModelError
-from tasks.fusion import load_predictor
-from tasks.gate import (
+from tasks.ingest.store import part_dir, stored_parts
+from tasks.metrics import HEADLINE, Evaluation, per_class_report, plot_confusion
+from tasks.model.fusion import load_predictor
+from tasks.registry.gate import (
     changed_partitions,
     compared,
     first_version,
@@ -36,72 +36,15 @@ from tasks.gate import (
     score_gate_rows,
     unscorable_reason,
 )
-from tasks.metrics import Evaluation, per_class_report, plot_confusion
-from tasks.run_datasets import log_run_datasets
-from tasks.split import SPLIT_MANIFEST, SplitResult
-from tasks.store import part_dir, stored_parts
-from tasks.summary import GateDecision, Registration, TrainingSummary
+from tasks.registry.mlflow_setup import CHAMPION, MODEL_NAME, configure_mlflow, owner_tags, tracking_uri
+from tasks.registry.run_datasets import log_run_datasets
+from tasks.training.split import SPLIT_MANIFEST, SplitResult
+from tasks.training.summary import GateDecision, Registration, TrainingSummary
 
-EXPERIMENT = "nad-fusion"
-MODEL_NAME = "nad-fusion"
-CHAMPION = "champion"
 MANIFEST_FOLDER = "split"
 MANIFEST_ARTIFACT = f"{MANIFEST_FOLDER}/{SPLIT_MANIFEST}"  # the run's split: which rows it trained on
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 NOTE_TAG = "mlflow.note.content"  # the run page's description
-HEADLINE = ("precision", "recall", "f1", "fbeta", "far", "cost", "criterion")
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
-def artifact_location(uri: str) -> str | None:
-    """Artifacts of a SQLite store go in `mlartifacts/` beside the database file."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
-
-
-def configure_mlflow() -> str:
-    """Point MLflow at the store and make sure the experiment exists; return its id. Runs that a
-    killed `nad` left RUNNING end as KILLED here, so any command that opens the store mends it."""
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location(uri))
-    experiment_id = mlflow.set_experiment(EXPERIMENT).experiment_id
-    end_dead_runs(experiment_id)
-    return experiment_id
-
-
-def owner_tags() -> dict[str, str]:
-    """Which process runs an MLflow run: set on every run `nad` starts."""
-    return {"nad.host": socket.gethostname(), "nad.pid": str(os.getpid())}
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def end_dead_runs(experiment_id: str) -> list[str]:
-    """Mark KILLED the RUNNING runs whose `nad` process, on this host, is gone; return their ids.
-    A run of another host, or of no known process, is left as it is."""
-    client = MlflowClient()
-    ended = []
-    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
-        tags = run.data.tags
-        pid = int(tags.get("nad.pid", "0") or 0)
-        if pid and tags.get("nad.host") == socket.gethostname() and not process_alive(pid):
-            client.set_terminated(run.info.run_id, status="KILLED")
-            ended.append(run.info.run_id)
-    return ended
 
 
 def flatten(value, prefix: str = "") -> dict[str, str]:
@@ -315,7 +258,7 @@ def log_fused_model(run_id: str, fusion_dir: str, example: pd.DataFrame, model_n
             name="model",
             python_model=str(PYFUNC_CODE),
             artifacts={"predictor": fusion_dir},
-            code_paths=[str(Path(__file__).parent), str(Path(__file__).parents[1] / "schemas")],
+            code_paths=[str(Path(__file__).parents[1]), str(Path(__file__).parents[2] / "schemas")],
             signature=optional_columns(infer_signature(example, predictions)),
             input_example=example,
             extra_pip_requirements=["keras==3.15.1", "tensorflow-cpu==2.21.0", "pandera==0.35.0"],
@@ -342,8 +285,8 @@ def champion_manifest(run_id: str) -> dict | None:
 
 
 def judge_against(champion: ModelVersion, version: str, split: SplitResult, fusion_dir: str) -> GateDecision:
-    """The gate's decision for `version` against the `champion` model version (see tasks/gate.py)."""
-    from tasks.score import download_predictor  # tasks.score imports this module
+    """The gate's decision for `version` against the `champion` model version (see tasks/registry/gate.py)."""
+    from tasks.registry.champion import download_predictor  # tasks.scoring.score imports this module
 
     ours = json.loads((Path(split.folder) / SPLIT_MANIFEST).read_text())
     theirs = champion_manifest(champion.run_id)
@@ -373,7 +316,7 @@ def champion_gate(
     run_id: str, version: str, split: SplitResult, fusion_dir: str, model_name: str = MODEL_NAME
 ) -> GateDecision:
     """Move `champion` to `version` unless the champion is significantly better on the same rows:
-    the challenger's test rows that the champion neither trained nor validated on (tasks/gate.py).
+    the challenger's test rows that the champion neither trained nor validated on (tasks/registry/gate.py).
 
     The first version becomes champion. The decision, the rows and both figures go on the run.
     """
@@ -395,16 +338,6 @@ def champion_gate(
     for key, value in decision.metrics().items():
         client.log_metric(run_id, key, value)
     return decision
-
-
-def log_evaluation_run(name: str, params: dict[str, str], metrics: dict[str, float]) -> str:
-    """An evaluation run (scoring a day against known labels); returns its id."""
-    configure_mlflow()
-    with mlflow.start_run(run_name=name, tags=owner_tags()) as run:
-        mlflow.set_tag("nad.kind", "evaluation")
-        mlflow.log_params(params)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if k.split(".")[-1] in HEADLINE})
-        return run.info.run_id
 
 
 def run_link(run_id: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from schemas.datasets import DatasetSpec, get_dataset
 from tasks.errors import message_of
-from tasks.ingest_scan import FileScan
+from tasks.ingest.scan import FileScan
 
 
 @dataclass(frozen=True)

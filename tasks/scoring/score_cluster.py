@@ -6,7 +6,7 @@ What always holds:
   plugin's name, never the model. TensorFlow's thread pools are sized to the worker's threads
   (the nanny's OMP_NUM_THREADS=1 does not reach them).
 - A block task parses and predicts one block and returns its `BlockPrediction`; the file is
-  assembled in the calling process by `tasks.score.score_file`, in block order. So the counts,
+  assembled in the calling process by `tasks.scoring.score.score_file`, in block order. So the counts,
   the metrics, the voting and the incidents, which need the whole file, are computed there,
   exactly as in local scoring, and the predictions are the same row for row.
 - A block whose worker dies is run again by the scheduler on another worker, and each block's
@@ -24,9 +24,9 @@ from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 from prefect import task
 
-from tasks.context import ContextTables
 from tasks.errors import NadError, message_of, retry_if_transient
-from tasks.score import BlockLoader, BlockPrediction, BlockScorer, ClusterModel, predict_block
+from tasks.model.context import ContextTables
+from tasks.scoring.blocks import BlockLoader, BlockPrediction, BlockScorer, ClusterModel, predict_block
 
 PLUGIN_PREFIX = "nad-predictor-"
 
@@ -45,8 +45,8 @@ class PredictorPlugin(WorkerPlugin):
         self.predictor = None
 
     def setup(self, worker) -> None:
-        from tasks.fusion import load_predictor
-        from tasks.train import configure_tensorflow
+        from tasks.model.fusion import load_predictor
+        from tasks.model.tensorflow_threads import configure_tensorflow
 
         configure_tensorflow(worker.state.nthreads)
         self.predictor = load_predictor(Path(self.folder))

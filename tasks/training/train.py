@@ -11,7 +11,6 @@ shuffled anew every epoch; the whole training set is never in memory.
 
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,10 +26,10 @@ from prefect.exceptions import MissingContextError
 from schemas.firewall import ATTACK_NAMES, CLASS_NAMES
 from schemas.training import BatchRange, TrainConfig
 from tasks.metrics import class_scores
-from tasks.preprocess import Preprocessing
+from tasks.model.preprocess import Preprocessing
 from tasks.progress import Progress
-from tasks.split import SplitResult
-from tasks.summary import TrainedNet
+from tasks.training.split import SplitResult
+from tasks.training.summary import TrainedNet
 
 ROW_GROUPS_PER_SHUFFLE = 4
 
@@ -118,21 +117,6 @@ def schedule_note(name: str, asked: int, schedule: Schedule, config: TrainConfig
         f"{name}: {schedule.epochs} epochs instead of the {asked} asked for: the preset's {bound} gradient "
         f"steps ({schedule.steps_per_epoch:,} steps an epoch at batch {schedule.batch_size})"
     )
-
-
-def configure_tensorflow(threads: int | None = None) -> None:
-    """One intra-op pool the size of the machine, shared by the nets trained side by side.
-
-    TensorFlow's pools are per process, so three nets trained in threads share `threads`
-    cores instead of each taking all of them. Must run before TensorFlow's first op.
-    """
-    threads = threads or os.cpu_count() or 1
-    tf.get_logger().setLevel("ERROR")  # retracing notes from three nets tracing at once
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        logging.getLogger(__name__).debug("TensorFlow already initialised; thread pools unchanged")
 
 
 def net_seed(spec: NetSpec, config: TrainConfig, member: int) -> int:

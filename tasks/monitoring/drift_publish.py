@@ -8,8 +8,8 @@ import numpy as np
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
-from tasks.drift import DriftReport, read_report
 from tasks.errors import InputError
+from tasks.model.drift import DriftReport, read_report
 
 HEATMAP_NAME = "drift-heatmap.png"
 ARTIFACT_FOLDER = "drift"
@@ -80,7 +80,7 @@ def log_to_mlflow(reports: list[Path], heatmap: Path, runs: list[str | None]) ->
     import mlflow
     from mlflow import MlflowClient
 
-    from tasks.tracking import configure_mlflow, owner_tags
+    from tasks.registry.mlflow_setup import configure_mlflow, owner_tags
 
     configure_mlflow()
     client = MlflowClient()

@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 from schemas.datasets import DatasetSpec
 from schemas.firewall import CLASS_NAMES
 from tasks.errors import quote
-from tasks.ingest_lines import Block, LineScreen, kept_bytes, line_text, read_block, screen_lines
+from tasks.ingest.lines import Block, LineScreen, kept_bytes, line_text, read_block, screen_lines
 
 LINE_COLUMN = "line"
 QUARANTINE_COLUMNS = ("file", "line", "rule", "columns", "reason", "raw")

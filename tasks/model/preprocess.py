@@ -1,7 +1,7 @@
 """The paper's preprocessing: the spec's features, each categorical column as a vocabulary index
 (ZYELL: `app`), optionally `log1p` on the spec's heavy-tailed columns and the spec's one-hot
 columns as one 0/1 input per code, a standard scaler, clipping.
-The artifact also holds the train split's reference profile for drift checks (tasks/drift.py).
+The artifact also holds the train split's reference profile for drift checks (tasks/model/drift.py).
 
 The scaler is fitted out-of-core on the train split only: each partition contributes its
 count, mean and sum of squared deviations, combined with Chan's parallel formula, which gives
@@ -23,9 +23,9 @@ from prefect import task
 
 from schemas.context import ContextSpec
 from schemas.datasets import ZYELL, CategoricalColumn, DatasetSpec, get_dataset
-from tasks.context import frame_context
-from tasks.drift import ReferenceProfile, fit_reference
 from tasks.errors import retry_if_transient
+from tasks.model.context import frame_context
+from tasks.model.drift import ReferenceProfile, fit_reference
 
 ARTIFACT_NAME = "preprocessing.json"
 # 6: reference profile; 5: one-hot columns; 4: feature sets; 3: log1p columns; 2: dataset specs; 1: ZYELL
@@ -145,7 +145,7 @@ class Preprocessing:
 
     def transform_raw(self, frame: pd.DataFrame, context: pd.DataFrame | None = None) -> np.ndarray:
         """Raw rows (the dataset's columns) to the nets' input matrix. Under feature set
-        `context`, `context` holds the rows' context features (`tasks/context.py`); without it
+        `context`, `context` holds the rows' context features (`tasks/model/context.py`); without it
         the frame counts as a whole file and they are computed from it."""
         return self.scale(self.raw_inputs(frame, context))
 

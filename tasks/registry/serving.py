@@ -1,5 +1,5 @@
 """The served setups of a registered fused model: `nad serve` (fast, recommended: one
-single-worker process per core on one port, adaptive batching, see `tasks/serve_app.py` and
+single-worker process per core on one port, adaptive batching, see `tasks/registry/serve_app.py` and
 docs/serving.md) and stock `mlflow models serve` of the same model version, sized to hold load.
 
 Below, the stock setup:
@@ -7,7 +7,7 @@ Below, the stock setup:
 MLflow 3.17 runs its scoring server under uvicorn and offers `--workers` (processes, each with
 the model loaded) and `--timeout` (HTTP 504 past it), but no request size limit. So:
 - workers: one per core, each TensorFlow pool sized to its share of the cores (no oversubscription);
-- a row limit per request, in the model itself (`tasks/pyfunc_model.py`, HTTP 400 past it);
+- a row limit per request, in the model itself (`tasks/registry/pyfunc_model.py`, HTTP 400 past it);
 - uvicorn reads `UVICORN_*` environment variables for options MLflow does not pass; with
   `UVICORN_LIMIT_CONCURRENCY` a worker answers 503 at once beyond that many requests in flight,
   instead of queueing them. A byte limit on bodies needs a proxy in front (nginx's
@@ -19,13 +19,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from schemas.runtime import MAX_REQUEST_ROWS_ENV
+
 MAX_REQUEST_ROWS = 10_000  # rows of one request; more is refused with 400
-MAX_REQUEST_ROWS_ENV = "NAD_MAX_REQUEST_ROWS"  # read by the model when the server loads it
+READY = "ready"  # what each `nad serve` worker prints once it listens
 REQUEST_TIMEOUT_S = 60
 CONCURRENCY_PER_WORKER = 256  # requests in flight per worker; beyond, 503 at once
 # TensorFlow's start-up lines ("All log messages before absl::InitializeLog()", "oneDNN custom
 # operations are on") print whatever TF_CPP_MIN_LOG_LEVEL says unless oneDNN's ops are off; the
-# nets run as NumPy when scoring (tasks/fusion.py), so only training's numbers can change.
+# nets run as NumPy when scoring (tasks/model/fusion.py), so only training's numbers can change.
 QUIET_TENSORFLOW = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
@@ -43,7 +45,7 @@ def serve_env(workers: int, max_rows: int = MAX_REQUEST_ROWS, base: dict | None 
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     return base | {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         **QUIET_TENSORFLOW,
         "TF_NUM_INTRAOP_THREADS": threads,
         "TF_NUM_INTEROP_THREADS": "1",
@@ -69,10 +71,17 @@ def worker_env(base: dict | None = None) -> dict[str, str]:
 def start_workers(
     predictor_dir: Path, host: str, port: int, workers: int, max_rows: int, queue_limit: int
 ) -> list[subprocess.Popen]:
-    """`workers` processes of `tasks/serve_app.py` on host:port, returned once each listens."""
-    from tasks.serve_app import READY
+    """`workers` processes of `tasks/registry/serve_app.py` on host:port, returned once each listens."""
 
-    command = [sys.executable, "-m", "tasks.serve_app", str(predictor_dir), host, str(port), str(max_rows)]
+    command = [
+        sys.executable,
+        "-m",
+        "tasks.registry.serve_app",
+        str(predictor_dir),
+        host,
+        str(port),
+        str(max_rows),
+    ]
     started = []
     for _ in range(workers):
         started.append(
@@ -81,7 +90,7 @@ def start_workers(
                 env=worker_env(),
                 stdout=subprocess.PIPE,
                 text=True,
-                cwd=Path(__file__).resolve().parents[1],
+                cwd=Path(__file__).resolve().parents[2],
             )
         )
     for process in started:

@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from tasks.fusion import Predictor
-from tasks.ingest_parse import LINE_COLUMN
+from tasks.ingest.parse import LINE_COLUMN
 from tasks.metrics import evaluate_confusion
-from tasks.split import CLOCK, GROUP_COLUMN, StorePart, assigned_splits
-from tasks.summary import FIRST_VERSION, NOT_COMPARED, SAME_ROWS, GateDecision, GateFigures, GateRows
-from tasks.threshold import bootstrap_gain_bound, confusion_of
+from tasks.model.fusion import Predictor
+from tasks.training.split import CLOCK, GROUP_COLUMN, StorePart, assigned_splits
+from tasks.training.summary import FIRST_VERSION, NOT_COMPARED, SAME_ROWS, GateDecision, GateFigures, GateRows
+from tasks.training.threshold import bootstrap_gain_bound, confusion_of
 
 CONFIDENCE: Final = 0.95
 RESAMPLES: Final = 1000

@@ -28,8 +28,8 @@ from distributed import Client
 from pyarrow import compute, feather
 
 from schemas.context import PARTITION_SECONDS, ContextSpec
-from tasks.ingest_lines import Block
-from tasks.ingest_parse import LINE_COLUMN, parse_block, split_set_aside
+from tasks.ingest.lines import Block
+from tasks.ingest.parse import LINE_COLUMN, parse_block, split_set_aside
 
 
 @dataclass(frozen=True)

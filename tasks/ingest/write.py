@@ -1,6 +1,6 @@
 """Staged writes: every block is parsed and written to the stage of a new version of its
 partition, on the Dask cluster, in the same task, so that rows never travel; only counts come
-back. The stage becomes the partition's version on commit (`tasks.store`), or is removed."""
+back. The stage becomes the partition's version on commit (`tasks.ingest.store`), or is removed."""
 
 import shutil
 from collections.abc import Iterator
@@ -12,10 +12,10 @@ import pandas as pd
 from distributed import Client, as_completed
 
 from schemas.datasets import DatasetSpec, get_dataset
-from tasks.ingest_lines import Block
-from tasks.ingest_parse import empty_output, parse_block, quarantine_frame, split_set_aside, store_columns
+from tasks.ingest.lines import Block
+from tasks.ingest.parse import empty_output, parse_block, quarantine_frame, split_set_aside, store_columns
+from tasks.ingest.store import Stage, journal_path, new_stage
 from tasks.progress import Progress
-from tasks.store import Stage, journal_path, new_stage
 
 ROW_KINDS = ("kept", "quarantined", "out_of_scope")  # every row of a block is one of these
 SUMMARY_META = pd.DataFrame(

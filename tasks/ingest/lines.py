@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from schemas.datasets import DEFAULT_DATASET, DatasetSpec, get_dataset
-from tasks.ingest_scan import FileScan
+from tasks.ingest.scan import FileScan
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from mlflow.data.dataset_source_registry import get_dataset_source_from_json
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.types import ColSpec, DataType, Schema
 
-from tasks.split import SPLITS, SplitResult
-from tasks.store import part_dir, read_report
+from tasks.ingest.store import part_dir, read_report
+from tasks.training.split import SPLITS, SplitResult
 
 TRAINING, SPLIT = "training", "split"  # the dataset inputs' contexts
 DIGEST_CHARS = 12  # MLflow keeps at most 36, and shows the first few

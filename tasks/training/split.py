@@ -41,11 +41,11 @@ from schemas.context import ContextSpec
 from schemas.datasets import ZYELL, DatasetSpec, get_dataset
 from schemas.firewall import CLASS_NAMES, NORMAL
 from schemas.training import SplitConfig
-from tasks.context import block_features, stored_rows, write_context
 from tasks.errors import retry_if_transient
-from tasks.ingest_parse import LINE_COLUMN, label_codes
-from tasks.preprocess import encode_spec_features
-from tasks.store import check_store, part_dir, read_report, stored_parts
+from tasks.ingest.parse import LINE_COLUMN, label_codes
+from tasks.ingest.store import check_store, part_dir, read_report, stored_parts
+from tasks.model.context import block_features, stored_rows, write_context
+from tasks.model.preprocess import encode_spec_features
 
 SPLITS = ("train", "validation", "test")
 ATTACK_SPLITS = ("train_attack", "validation_attack")
@@ -334,7 +334,7 @@ def write_split_part(
 
 
 def context_columns(path: Path, names: tuple[str, ...], lines: np.ndarray) -> pd.DataFrame:
-    """A part's context features (in the folder `tasks.context.write_context` gave) as float32
+    """A part's context features (in the folder `tasks.model.context.write_context` gave) as float32
     columns, checked to be of the same rows in the same order."""
     features = block_features(path)
     if not np.array_equal(features[LINE_COLUMN].to_numpy(), lines):

@@ -4,8 +4,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from schemas.training import TrainConfig
-from tasks.split import SplitResult
-from tasks.threshold import ThresholdChoice
+from tasks.training.split import SplitResult
+from tasks.training.threshold import ThresholdChoice
 
 
 @dataclass(frozen=True)
