@@ -21,7 +21,8 @@ import json
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from tasks.ingest.parse import (
     label_codes,
 )
 from tasks.ingest.scan import DEFAULT_BLOCKSIZE, read_head, resolve_partition, scan_file
-from tasks.metrics import HEADLINE, evaluate_confusion
+from tasks.metrics import HEADLINE, confusion_of_codes, evaluate_confusion
 from tasks.model.drift import REPORT_SUFFIX as DRIFT_SUFFIX
 from tasks.model.drift import InputCounter, drift_report
 from tasks.model.drift import write_report as write_drift_report
@@ -47,7 +48,14 @@ from tasks.model.fusion import load_predictor
 from tasks.progress import Progress
 from tasks.registry.champion import check_model_dataset, predictor_folder
 from tasks.registry.mlflow_setup import log_evaluation_run
-from tasks.scoring.blocks import BlockScorer, ClusterModel, context_pass, local_scorer, parse_numbered_block
+from tasks.scoring.blocks import (
+    BlockPrediction,
+    BlockScorer,
+    ClusterModel,
+    context_pass,
+    local_scorer,
+    parse_numbered_block,
+)
 from tasks.scoring.incidents import incidents_path, read_incidents, write_incidents
 from tasks.scoring.predictions import (
     PREDICTED,
@@ -86,6 +94,95 @@ class ScoreReport:
         return self.rows_read / self.seconds if self.seconds else 0.0
 
 
+@dataclass
+class Tally:
+    """What a file's scored blocks add up to, block by block: rows kept, quarantined and out of
+    scope, rows per predicted class, the confusion against the known labels, the rejected and
+    set-aside rows, and the inputs' rows per drift bin (None: a model from before drift)."""
+
+    drift: InputCounter | None = None
+    kept: int = 0
+    quarantined: int = 0
+    out_of_scope: int = 0
+    predicted: np.ndarray = field(default_factory=lambda: np.zeros(len(CLASS_NAMES), dtype=np.int64))
+    confusion: np.ndarray = field(default_factory=lambda: confusion_of_codes([], []))
+    rejected: list[pd.DataFrame] = field(default_factory=list)
+    outside: list[pd.DataFrame] = field(default_factory=list)
+
+    def add(self, block: BlockPrediction, labels: np.ndarray | None) -> None:
+        """Count one scored block, with its rows' true class codes when they are known."""
+        self.rejected.append(block.rejected)
+        self.outside.append(block.outside)
+        if self.drift is not None:
+            self.drift.add_counts(block.input_bins, len(block.out))
+        self.kept += len(block.out)
+        self.quarantined += len(block.rejected)
+        self.out_of_scope += len(block.outside)
+        self.predicted += np.bincount(block.codes, minlength=len(CLASS_NAMES))
+        if labels is not None:
+            self.confusion += confusion_of_codes(labels, block.codes)
+
+    def revote(self, changes: pd.DataFrame) -> int:
+        """Move the rows a vote changed from their old class to their new one; how many moved."""
+        old, new, actual = (changes[name].to_numpy() for name in ("old", "new", "truth"))
+        self.predicted += np.bincount(new, minlength=len(CLASS_NAMES))
+        self.predicted -= np.bincount(old, minlength=len(CLASS_NAMES))
+        self.confusion += confusion_of_codes(actual, new) - confusion_of_codes(actual, old)
+        return len(changes)
+
+    def by_class(self) -> dict[str, int]:
+        return {name: int(n) for name, n in zip(CLASS_NAMES, self.predicted, strict=True)}
+
+    def where_rows_went(self) -> str:
+        """Where the rows of a file that kept none went: `1,633 quarantined[, 2 out of scope]`."""
+        outside = f", {self.out_of_scope:,} out of scope" if self.out_of_scope else ""
+        return f"{self.quarantined:,} quarantined{outside}"
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """Where the true classes of a file's rows come from: a truth file's class codes (by data
+    line), the file's own label column, or nowhere (`labelled` False)."""
+
+    spec: DatasetSpec
+    labelled: bool
+    truth_codes: np.ndarray | None = None
+
+    def of(self, out: pd.DataFrame) -> np.ndarray | None:
+        """The class codes of a block's kept rows (-1: outside the five classes); None: unknown."""
+        if self.truth_codes is not None:
+            return self.truth_codes[out[LINE_COLUMN].to_numpy() - self.spec.first_data_line]
+        return label_codes(out[self.spec.label_column], self.spec) if self.labelled else None
+
+
+def scored_blocks(
+    path: Path, blocks: list, predictor, scorer: BlockScorer | None, tables_dir: Path
+) -> Iterator[BlockPrediction]:
+    """A file's blocks, scored in order by `scorer` (default: in this process, `local_scorer`);
+    under a context feature set, pass 1 over every block first (`context_pass`)."""
+    context = predictor.preprocessing.context
+    tables, load = context_pass(blocks, context, tables_dir) if context else (None, None)
+    load = load or functools.partial(parse_numbered_block, blocks)
+    yield from (scorer or local_scorer(predictor))(str(path), len(blocks), load, tables)
+
+
+def tallied_frames(
+    blocks: Iterator[BlockPrediction], tally: Tally, labelling: Labelling, progress: Progress, path: Path
+) -> Iterator[pd.DataFrame]:
+    """Each block's predictions, in order, counted in `tally` before they are handed on; with a
+    truth file, its labels fill the label column. A file that kept no row fails at the end,
+    before its predictions file replaces anything."""
+    for block in blocks:
+        labels = labelling.of(block.out)
+        tally.add(block, labels)
+        progress.advance(block.rows)
+        if labelling.truth_codes is not None:
+            block.out[labelling.spec.label_column] = LABEL_NAMES[labels]
+        yield block.out
+    if not tally.kept:
+        raise InputError(f"{path}: no row kept ({tally.where_rows_went()}); nothing scored")
+
+
 def score_file(
     path: Path,
     predictor,
@@ -97,8 +194,8 @@ def score_file(
     blocksize: int = DEFAULT_BLOCKSIZE,
 ) -> ScoreReport:
     """Validate and score one file, one block at a time, with `scorer` (default: in this process,
-    `local_scorer`). With `vote`, the flagged rows then vote by source (tasks/scoring/voting.py), and the
-    file, the counts and the metrics hold the voted classes.
+    `local_scorer`). With `vote`, the flagged rows then vote by source (tasks/scoring/voting.py),
+    and the file, the counts and the metrics hold the voted classes.
 
     Rows whose truth label is outside the five classes are predicted but left out of the metrics.
     """
@@ -107,91 +204,29 @@ def score_file(
     if vote is not None:
         check_votable(spec)
     scan = scan_file(path, spec, blocksize)
-    progress = Progress(f"score {path.name}", scan.data_lines)
     blocks = plan_blocks(scan, resolve_partition(path, scan, spec, None), spec)
     truth_codes = truth_for(path, truth, scan.data_lines, spec) if truth else None
-    size = len(CLASS_NAMES)
-    confusion = np.zeros((size, size), dtype=np.int64)
-    counts = {"kept": 0, "quarantined": 0, "out_of_scope": 0}
-    predicted = np.zeros(size, dtype=np.int64)
-    rejected_parts: list[pd.DataFrame] = []
-    outside_parts: list[pd.DataFrame] = []
-    labelled = scan.labelled or truth_codes is not None
-    context = predictor.preprocessing.context
-    stem = Path(plain_name(path)).stem
-    tables_dir = out_dir / f".{stem}.context"
+    labelling = Labelling(spec, scan.labelled or truth_codes is not None, truth_codes)
     reference = predictor.preprocessing.reference
-    drift = InputCounter(reference) if reference is not None else None  # None: a model from before drift
-    score_blocks = scorer or local_scorer(predictor)
-
-    def predictions():
-        tables, load = context_pass(blocks, context, tables_dir) if context else (None, None)
-        load = load or functools.partial(parse_numbered_block, blocks)
-        for block in score_blocks(str(path), len(blocks), load, tables):
-            out, codes = block.out, block.codes
-            rejected_parts.append(block.rejected)
-            outside_parts.append(block.outside)
-            if drift is not None:
-                drift.add_counts(block.input_bins, len(out))
-            counts["kept"] += len(out)
-            counts["quarantined"] += len(block.rejected)
-            counts["out_of_scope"] += len(block.outside)
-            progress.advance(block.rows)
-            predicted[:] += np.bincount(codes, minlength=size)
-            if labelled:
-                labels = (
-                    truth_codes[out[LINE_COLUMN].to_numpy() - spec.first_data_line]
-                    if truth_codes is not None
-                    else label_codes(out[spec.label_column], spec)
-                )
-                known = labels >= 0
-                pairs = labels[known].astype(np.int64) * size + codes[known]
-                confusion[:] += np.bincount(pairs, minlength=size * size).reshape(size, size)
-            if truth_codes is not None:
-                names = np.asarray([*CLASS_NAMES, None], dtype=object)
-                out[spec.label_column] = names[labels]
-            yield out
-        if not counts["kept"]:  # before the predictions file replaces anything
-            raise InputError(f"{path}: no row kept ({no_row_kept(counts)}); nothing scored")
-
+    tally = Tally(InputCounter(reference) if reference is not None else None)
+    stem = Path(plain_name(path)).stem
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{stem}.predictions.parquet"
+    target, tables_dir = out_dir / f"{stem}{PREDICTIONS_SUFFIX}", out_dir / f".{stem}.context"
+    progress = Progress(f"score {path.name}", scan.data_lines)
+    scored = scored_blocks(path, blocks, predictor, scorer, tables_dir)
     try:
-        atomic_parquet(predictions(), target, prediction_schema(spec))
+        atomic_parquet(
+            tallied_frames(scored, tally, labelling, progress, path), target, prediction_schema(spec)
+        )
     finally:
         shutil.rmtree(tables_dir, ignore_errors=True)
     progress.finish()
-    revoted = None
-    if vote is not None:
-        changes = vote_in_place(target, vote, spec)
-        recount(changes, predicted, confusion)
-        revoted = len(changes)
-    atomic_frame(rejected_parts, out_dir / f"{stem}.quarantine.parquet")
-    atomic_frame(outside_parts, out_dir / f"{stem}.out_of_scope.parquet")
-    # incidents group rows by source and time: the identifier columns a context spec declares
-    found = write_incidents(target, truth_dir=truth.parent if truth else None) if spec.context else None
-    predicted_by_class = {name: int(n) for name, n in zip(CLASS_NAMES, predicted, strict=True)}
-    drift_path = None
-    if drift is not None:
-        drifted = drift_report(str(path), model, drift, predicted_by_class)
-        drift_path = str(write_drift_report(drifted, out_dir / f"{stem}{DRIFT_SUFFIX}"))
-    report = ScoreReport(
-        file=str(path),
-        predictions=str(target),
-        model=model,
-        rows_read=scan.data_lines,
-        rows_kept=counts["kept"],
-        rows_quarantined=counts["quarantined"],
-        rows_out_of_scope=counts["out_of_scope"],
-        predicted=predicted_by_class,
-        metrics=evaluate_confusion(confusion).to_dict() if labelled else None,
-        seconds=round(time.perf_counter() - started, 3),
-        incidents=None if found is None else len(found.incidents),
-        incident_detection=found.detection.to_dict() if found and found.detection else None,
-        vote=asdict(vote) if vote else None,
-        rows_revoted=revoted,
-        drift=drift_path,
-    )
+    revoted = tally.revote(vote_in_place(target, vote, spec)) if vote is not None else None
+    atomic_frame(tally.rejected, out_dir / f"{stem}.quarantine.parquet")
+    atomic_frame(tally.outside, out_dir / f"{stem}.out_of_scope.parquet")
+    report = file_report(path, target, model, tally, labelling, scan.data_lines, truth)
+    report = replace(report, vote=asdict(vote) if vote else None, rows_revoted=revoted)
+    report = replace(report, seconds=round(time.perf_counter() - started, 3))
     if report.rows_read != report.rows_kept + report.rows_quarantined + report.rows_out_of_scope:
         raise RuntimeError(
             f"{path}: rows read {report.rows_read} != kept + quarantined + out of scope in {report}"
@@ -200,10 +235,43 @@ def score_file(
     return report
 
 
-def no_row_kept(counts: dict[str, int]) -> str:
-    """Where the rows of a file that kept none went: `1,633 quarantined[, 2 out of scope]`."""
-    outside = f", {counts['out_of_scope']:,} out of scope" if counts["out_of_scope"] else ""
-    return f"{counts['quarantined']:,} quarantined{outside}"
+LABEL_NAMES = np.asarray([*CLASS_NAMES, None], dtype=object)  # class code -> name; -1: None
+
+
+def file_report(
+    path: Path,
+    target: Path,
+    model: str,
+    tally: Tally,
+    labelling: Labelling,
+    rows_read: int,
+    truth: Path | None,
+) -> ScoreReport:
+    """A scored file's report, once its predictions are written: its incidents (grouped by the
+    identifier columns a context spec declares) and its drift report are written here too."""
+    spec = labelling.spec
+    found = write_incidents(target, truth_dir=truth.parent if truth else None) if spec.context else None
+    drift_path = None
+    if tally.drift is not None:
+        drifted = drift_report(str(path), model, tally.drift, tally.by_class())
+        drift_path = str(
+            write_drift_report(drifted, target.with_name(f"{Path(plain_name(path)).stem}{DRIFT_SUFFIX}"))
+        )
+    return ScoreReport(
+        file=str(path),
+        predictions=str(target),
+        model=model,
+        rows_read=rows_read,
+        rows_kept=tally.kept,
+        rows_quarantined=tally.quarantined,
+        rows_out_of_scope=tally.out_of_scope,
+        predicted=tally.by_class(),
+        metrics=evaluate_confusion(tally.confusion).to_dict() if labelling.labelled else None,
+        seconds=0.0,
+        incidents=None if found is None else len(found.incidents),
+        incident_detection=found.detection.to_dict() if found and found.detection else None,
+        drift=drift_path,
+    )
 
 
 def vote_in_place(predictions: Path, vote: Vote, spec: DatasetSpec) -> pd.DataFrame:
@@ -241,16 +309,6 @@ def vote_in_place(predictions: Path, vote: Vote, spec: DatasetSpec) -> pd.DataFr
 
     atomic_parquet(frames(), predictions, source.schema_arrow)
     return pd.concat(changes, ignore_index=True)
-
-
-def recount(changes: pd.DataFrame, predicted: np.ndarray, confusion: np.ndarray) -> None:
-    """Move the rows a vote changed from their old class to their new one, in place."""
-    old, new, actual = (changes[name].to_numpy() for name in ("old", "new", "truth"))
-    np.subtract.at(predicted, old, 1)
-    np.add.at(predicted, new, 1)
-    known = actual >= 0
-    np.subtract.at(confusion, (actual[known], old[known]), 1)
-    np.add.at(confusion, (actual[known], new[known]), 1)
 
 
 @dataclass(frozen=True)
