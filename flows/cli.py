@@ -123,12 +123,13 @@ def hide_console_tracebacks() -> None:
             handler.setFormatter(WithoutTraceback(handler.formatter))
 
 
-def run_flow(flow, *args, **kwargs):
+def run_flow(flow, /, **parameters):
     """Run a Prefect flow in this process and return its result. A failure raises its root cause;
-    the console shows Prefect's tracebacks only with --debug."""
+    the console shows Prefect's tracebacks only with --debug. Parameters go by name only, so that
+    reordering a flow's parameters cannot misroute a value."""
     if not Session.debug:
         hide_console_tracebacks()
-    return flow(*args, **kwargs)
+    return flow(**parameters)
 
 
 def read_config(path: Path | None, preset: str | None, feature_set: FeatureSet | None, spec: DatasetSpec):
@@ -316,8 +317,9 @@ def backfill(
 
     try:
         rows = run_flow(
-            backfill_flow,
-            source, store, since, until, force, dask_address, dataset.value, allow_empty, replace_anyway,
+            backfill_flow, source=source, store=store, since=since, until=until, force=force,
+            dask_address=dask_address, dataset=dataset.value, allow_empty=allow_empty,
+            replace_anyway=replace_anyway,
         )  # fmt: skip
     except BackfillFailed as failed:
         echo_backfill_rows([row for row in failed.rows if not is_failed(row)])
@@ -393,7 +395,10 @@ def train(
     from flows.train import train_flow
     from tasks.registry.tracking import training_report
 
-    summary = run_flow(train_flow, store, parts, settings, out, dask_address, spec.name)
+    summary = run_flow(
+        train_flow, store=store, partitions=parts, config=settings, out=out, dask_address=dask_address,
+        dataset=spec.name,
+    )  # fmt: skip
     typer.echo(training_report(summary))
 
 
@@ -439,16 +444,27 @@ def score(
     check_option_paths(truth=truth, model=model)
     from flows.score import ScoreFailed, score_days
 
-    if vote_window:  # refused before the flow starts
-        from tasks.scoring.voting import check_votable
-
-        check_votable(get_dataset(dataset))
+    check_vote_option(vote_window, dataset)  # refused before the flow starts
     try:
         outcomes = run_flow(
-            score_days, files, model, out, truth, dataset.value, vote_window, vote_rule.value, dask_address
-        )
+            score_days, files=files, model=model, out=out, truth=truth, dataset=dataset.value,
+            vote_seconds=vote_window, vote_rule=vote_rule.value, dask_address=dask_address,
+        )  # fmt: skip
     except ScoreFailed as failed:
         outcomes = failed.outcomes
+    echo_score_outcomes(outcomes)
+
+
+def check_vote_option(vote_window: int, dataset: str) -> None:
+    """A vote window needs a dataset whose rows have a source and a time."""
+    from tasks.scoring.voting import check_votable
+
+    if vote_window:
+        check_votable(get_dataset(dataset))
+
+
+def echo_score_outcomes(outcomes) -> None:
+    """One line per scored file, an error line per failed one; exit 1 when any failed."""
     for outcome in outcomes:
         if outcome.error:
             typer.echo(f"error: {outcome.error}", err=True)
@@ -538,13 +554,20 @@ def pipeline(
     check_option_paths(truth=truth)
     read_config(config, preset, feature_set, get_dataset(dataset))
     from flows.pipeline import pipeline_flow
-    from tasks.registry.tracking import comparison_table
 
     result = run_flow(
-        pipeline_flow,
-        source, store, last_days, out, config, score, truth, dask_address, dataset.value, preset,
-        allow_empty, train_anyway, feature_set.value if feature_set else None,
+        pipeline_flow, source=source, store=store, last_days=last_days, out=out, config_file=config,
+        score=score, truth=truth, dask_address=dask_address, dataset=dataset.value, preset=preset,
+        allow_empty=allow_empty, train_anyway=train_anyway,
+        feature_set=feature_set.value if feature_set else None,
     )  # fmt: skip
+    echo_pipeline_result(result, source)
+
+
+def echo_pipeline_result(result: dict, source: Path) -> None:
+    """What the pipeline trained, registered and scored, or why it trained nothing."""
+    from tasks.registry.tracking import comparison_table
+
     training = result["training"]
     if training is None:
         typer.echo(f"no new files in {source}: nothing trained (--train-anyway trains on the store as it is)")

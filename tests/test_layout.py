@@ -241,3 +241,33 @@ def test_no_project_module_lies_on_an_import_cycle() -> None:
 )
 def test_the_cycle_check_sees_a_cycle(graph: dict[str, set[str]], expected: list[list[str]]) -> None:
     assert cycles(graph) == expected
+
+
+FUNCTION_LINE_LIMIT = 50
+
+
+def long_functions(tree: ast.AST) -> dict[str, int]:
+    """Functions (methods and nested ones too) of more than FUNCTION_LINE_LIMIT lines, from their
+    `def` line to their last line, decorators not counted."""
+    return {
+        node.name: node.end_lineno - node.lineno + 1
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > FUNCTION_LINE_LIMIT
+    }
+
+
+def test_no_function_in_tasks_or_flows_is_over_50_lines() -> None:
+    too_long = {
+        f"{path.relative_to(REPO)}:{name}": lines
+        for package in ("tasks", "flows")
+        for path in modules_of(package)
+        for name, lines in long_functions(parsed(path)).items()
+    }
+    assert too_long == {}
+
+
+def test_the_length_check_counts_from_def_to_the_last_line() -> None:
+    body = "\n".join(["    x = 1"] * (FUNCTION_LINE_LIMIT - 1))
+    assert long_functions(ast.parse(f"@task\ndef fits():\n{body}\n")) == {}
+    assert long_functions(ast.parse(f"def over():\n{body}\n    x = 2\n")) == {"over": FUNCTION_LINE_LIMIT + 1}
