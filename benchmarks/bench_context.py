@@ -41,14 +41,14 @@ from schemas.firewall import APP_VOCABULARY, CLASS_NAMES, FEATURE_COLUMNS, LABEL
 from schemas.generation import get_preset
 from simulator.generate import TRUTH_DIR, generate_dataset
 from tasks.cluster import dask_client
-from tasks.context import context_features, frame_context, stored_rows, valid_rows, write_context
-from tasks.ingest import ingest_files
-from tasks.ingest_lines import plan_blocks
-from tasks.ingest_parse import parse_block
-from tasks.ingest_scan import DEFAULT_BLOCKSIZE, resolve_partition, scan_file
+from tasks.ingest.files import ingest_files
+from tasks.ingest.lines import plan_blocks
+from tasks.ingest.parse import parse_block
+from tasks.ingest.scan import DEFAULT_BLOCKSIZE, resolve_partition, scan_file
 from tasks.metrics import evaluate_labels
-from tasks.score import context_pass
-from tasks.voting import VOTE_RULES, Vote, vote_by_source
+from tasks.model.context import context_features, frame_context, stored_rows, valid_rows, write_context
+from tasks.scoring.blocks import context_pass
+from tasks.scoring.voting import VOTE_RULES, Vote, vote_by_source
 
 BIG_DAY = "0126_firewall.csv"
 

@@ -20,7 +20,7 @@ from schemas.datasets import ZYELL
 from schemas.generation import get_preset
 from simulator.generate import generate_dataset
 from tasks.cluster import dask_client
-from tasks.ingest import ingest_files
+from tasks.ingest.files import ingest_files
 
 TRAIN_FILES = ("1203_firewall.csv", "1210_firewall.csv", "1216_firewall.csv")
 BIG_DAY = "0126_firewall.csv"

@@ -4,14 +4,14 @@ against a RandomForest (balanced), on rows of another period and on the held-out
 Ingests the repository's `KDDTrain+_20Percent.txt.gz` into a fresh store and runs the real `train`
 flow once per variant (a preset, with or without fields set on it) and training seed. Every run's
 fused and baseline predictors then score the repository's `KDDTest+_A.txt.gz` (half of NSL-KDD's
-`KDDTest+`, another period than the training file) with `tasks.score.score_file`, as `nad score`
+`KDDTest+`, another period than the training file) with `tasks.scoring.score.score_file`, as `nad score`
 does: its in-scope rows are the "other period" rows. Nothing trains or stops early on them.
 
 The forest is trained once per seed (and tree count) on the split's train rows, with the encoded
 features the nets start from (unscaled, which a forest does not need), and evaluated with the same
 metrics on the split's test rows and on the other-period rows that the nets were scored on: the
 rows of the fused predictor's predictions file, encoded by the split's own function
-(`tasks.preprocess.encode_spec_features`).
+(`tasks.model.preprocess.encode_spec_features`).
 
 Prints first the other-period table (medians over the seeds of criterion, false-alarm rate, cost
 and macro F2, the criterion range, and each seed's criterion and FAR), then the held-out split
@@ -60,8 +60,8 @@ def scored_rows(predictions: Path):
     import pyarrow.parquet as pq
 
     from schemas.datasets import NSL_KDD
-    from tasks.ingest_parse import label_codes
-    from tasks.preprocess import encode_spec_features
+    from tasks.ingest.parse import label_codes
+    from tasks.model.preprocess import encode_spec_features
 
     frame = pq.read_table(predictions, columns=list(NSL_KDD.columns)).to_pandas()
     labels = label_codes(frame[NSL_KDD.label_column], NSL_KDD)
@@ -93,8 +93,8 @@ def random_forest(split, other, features: tuple[str, ...], trees: int, seed: int
 
 def score_other(folder: str, file: Path, out_dir: Path):
     """Score `file` with the saved predictor in `folder`, as `nad score` does."""
-    from tasks.fusion import load_predictor
-    from tasks.score import score_file
+    from tasks.model.fusion import load_predictor
+    from tasks.scoring.score import score_file
 
     report = score_file(file, load_predictor(Path(folder)), out_dir, model=folder)
     if report.rows_quarantined:
@@ -216,7 +216,7 @@ def main() -> None:
     from schemas.datasets import NSL_KDD
     from schemas.training import TrainConfig
     from tasks.cluster import dask_client
-    from tasks.ingest import ingest_file
+    from tasks.ingest.files import ingest_file
 
     seeds = [int(s) for s in args.seeds.split(",")]
     trees = [int(t) for t in args.trees.split(",")]

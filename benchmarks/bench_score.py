@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.measure import PeakTreeRss
-from tasks.fusion import load_predictor
-from tasks.score import score_file
+from tasks.model.fusion import load_predictor
+from tasks.scoring.score import score_file
 
 TEST_DAYS = ("0123_firewall.csv", "0124_firewall.csv", "0125_firewall.csv", "0126_firewall.csv")
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import pandas as pd
 from distributed import Client, LocalCluster
 
-from tasks.fusion import load_predictor
-from tasks.score import score_file
-from tasks.score_cluster import cluster_scorer, load_model_on_cluster
+from tasks.model.fusion import load_predictor
+from tasks.scoring.score import score_file
+from tasks.scoring.score_cluster import cluster_scorer, load_model_on_cluster
 
 TEST_DAYS = ("0123_firewall.csv", "0124_firewall.csv", "0125_firewall.csv", "0126_firewall.csv")
 

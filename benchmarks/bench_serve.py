@@ -1,7 +1,7 @@
 """Serving under load: `nad serve` against stock `mlflow models serve` of the same model, in one run.
 
 For each setup (`nad:N` is `nad serve --workers N`, `mlflow:N` is `mlflow models serve -w N` as
-`tasks.serving` sets it up), the server starts on 127.0.0.1; once it answers and every worker
+`tasks.registry.serving` sets it up), the server starts on 127.0.0.1; once it answers and every worker
 is warm, printed are: the median of 20 single 20-row requests one after another, each on a new
 connection, then on one kept-alive connection; a burst of
 `--requests` requests (default 200, `--rows` rows each) released at once, one thread each (p50,
@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from schemas.firewall import UNLABELLED_COLUMNS
-from tasks.serving import quiet_tensorflow, serve_command, serve_env
+from tasks.registry.serving import quiet_tensorflow, serve_command, serve_env
 
 NAD = str(Path(sys.executable).parent / "nad")
 QUICK = {"preset": "paper", "binary": {"epochs": 2}, "attack": {"epochs": 2}, "baseline": {"epochs": 2}}

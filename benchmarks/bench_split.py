@@ -2,7 +2,7 @@
 
 For each grouping (the paper's row split, and whole clock blocks of 5, 10, 30 and 60 minutes of
 one day), the demo training days are split 64/16/20 with the pipeline's own assignment functions
-(`tasks/split.py`); a RandomForest (100 balanced trees) is fitted on the train rows and scored on
+(`tasks/training/split.py`); a RandomForest (100 balanced trees) is fitted on the train rows and scored on
 the held-out test rows and on the four test days (another period). The grouping whose held-out
 macro F2 is nearest the test days' predicts them best. A leave-one-day-out run (train on two
 training days, test on the third) shows how much of the gap is the days' own difference.
@@ -22,7 +22,7 @@ from benchmarks.bench_context import days_of
 from schemas.firewall import CLASS_NAMES, LABEL_COLUMN
 from schemas.training import SplitConfig
 from tasks.metrics import evaluate_labels
-from tasks.split import (
+from tasks.training.split import (
     CLOCK,
     ROW,
     Assignment,

@@ -1,7 +1,7 @@
 """Training throughput: the paper's schedule on `demo`, streaming vs in-memory, and `full` epochs.
 
 1. Stream vs in-memory: for each net, a few epochs fed by the Parquet stream
-   (`tasks.train.make_dataset`) and the same epochs by `model.fit` on numpy arrays of the same
+   (`tasks.training.train.make_dataset`) and the same epochs by `model.fit` on numpy arrays of the same
    rows, in this process; the goal is a stream within 25% of in-memory.
 2. Side by side vs one after another: the three nets for a few epochs, both ways.
 3. The full paper schedule (50/200/50 epochs) on the store, side by side: per-net wall time
@@ -24,9 +24,10 @@ import pyarrow.parquet as pq
 from schemas.datasets import ZYELL
 from schemas.training import NetConfig, TrainConfig
 from tasks.cluster import dask_client
-from tasks.preprocess import Preprocessing, fit_preprocessing
-from tasks.split import SplitResult, split_store
-from tasks.train import NETS, build_net, class_weights, configure_tensorflow, make_dataset, train_net
+from tasks.model.preprocess import Preprocessing, fit_preprocessing
+from tasks.model.tensorflow_threads import configure_tensorflow
+from tasks.training.split import SplitResult, split_store
+from tasks.training.train import NETS, build_net, class_weights, make_dataset, train_net
 
 
 def prepare(store: Path, work: Path, config: TrainConfig) -> tuple[SplitResult, Preprocessing]:

@@ -21,11 +21,11 @@ from schemas.generation import get_preset
 from schemas.training import SplitConfig, TrainConfig
 from simulator.generate import generate_dataset, write_shifted_day
 from tasks.cluster import dask_client
-from tasks.drift import PSI_THRESHOLD, InputCounter, psi, shares
-from tasks.drift_days import data_file_inputs
-from tasks.ingest import ingest_files
-from tasks.preprocess import fit_preprocessing, with_reference
-from tasks.split import split_store
+from tasks.ingest.files import ingest_files
+from tasks.model.drift import PSI_THRESHOLD, InputCounter, psi, shares
+from tasks.model.preprocess import fit_preprocessing, with_reference
+from tasks.monitoring.drift_days import data_file_inputs
+from tasks.training.split import split_store
 
 SEED = 7
 

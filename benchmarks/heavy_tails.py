@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from schemas.datasets import get_dataset
-    from tasks.store import part_dir, stored_parts
+    from tasks.ingest.store import part_dir, stored_parts
 
     spec = get_dataset(args.dataset)
     numeric = [c for c in spec.feature_columns if c not in spec.categorical_names]

@@ -13,9 +13,9 @@ from prefect.artifacts import create_table_artifact
 from schemas.datasets import DEFAULT_DATASET, DatasetSpec, get_dataset
 from tasks.cluster import dask_client
 from tasks.errors import InputError, NadError
-from tasks.ingest import ingest_partition, select_files
-from tasks.ingest_report import backfill_row
-from tasks.store import claim_store
+from tasks.ingest.files import ingest_partition, select_files
+from tasks.ingest.report import backfill_row
+from tasks.ingest.store import claim_store
 
 
 class BackfillFailed(NadError):

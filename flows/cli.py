@@ -21,7 +21,7 @@ from schemas.firewall import CLASS_NAMES
 from schemas.generation import TrafficConfig, get_preset
 from schemas.runtime import DASK_ADDRESS_ENV, QUIET_LOG_ENV
 from tasks.errors import InputError, message_about, message_of
-from tasks.serving import MAX_REQUEST_ROWS, QUIET_TENSORFLOW
+from tasks.registry.serving import MAX_REQUEST_ROWS, QUIET_TENSORFLOW
 
 # Prefect's 20 s wait for its temporary server is too short on a busy 2-core machine.
 QUIET_DEFAULTS = {
@@ -53,7 +53,7 @@ class FeatureSet(StrEnum):
     context = "context"
 
 
-class VoteRule(StrEnum):  # tasks.voting.VOTE_RULES, without importing pandas at start
+class VoteRule(StrEnum):  # tasks.scoring.voting.VOTE_RULES, without importing pandas at start
     majority = "majority"
     probability = "probability"
 
@@ -71,7 +71,7 @@ DatasetOption = Annotated[
 
 MAX_SECONDS = 86_400  # the longest --vote-window and --gap: one day
 MAX_TOP = 1_000_000  # the most incidents --top prints per file
-MODEL_URI = re.compile(r"^[a-z][a-z0-9+.-]*:/")  # tasks.score.is_model_uri, without importing MLflow
+MODEL_URI = re.compile(r"^[a-z][a-z0-9+.-]*:/")  # tasks.scoring.score.is_model_uri, without importing MLflow
 
 
 def check_option_paths(truth: Path | None = None, model: str | None = None) -> None:
@@ -123,12 +123,13 @@ def hide_console_tracebacks() -> None:
             handler.setFormatter(WithoutTraceback(handler.formatter))
 
 
-def run_flow(flow, *args, **kwargs):
+def run_flow(flow, /, **parameters):
     """Run a Prefect flow in this process and return its result. A failure raises its root cause;
-    the console shows Prefect's tracebacks only with --debug."""
+    the console shows Prefect's tracebacks only with --debug. Parameters go by name only, so that
+    reordering a flow's parameters cannot misroute a value."""
     if not Session.debug:
         hide_console_tracebacks()
-    return flow(*args, **kwargs)
+    return flow(**parameters)
 
 
 def read_config(path: Path | None, preset: str | None, feature_set: FeatureSet | None, spec: DatasetSpec):
@@ -239,7 +240,7 @@ def ingest(
     """Validate data files and write them to the store; bad rows go to quarantine with the reason,
     rows with labels outside the five classes are set aside as out of scope. A new version that
     keeps no row, or under half the stored version's rows, replaces nothing."""
-    from tasks.ingest_scan import unreadable_files
+    from tasks.ingest.scan import unreadable_files
 
     if partition is not None and len(files) > 1:
         raise typer.BadParameter("--partition applies to a single file", param_hint="--partition")
@@ -266,8 +267,8 @@ def ingest_readable(
 ) -> dict[Path, str]:
     """Ingest on a cluster started now, printing each report in order; the errors by file."""
     from tasks.cluster import dask_client
-    from tasks.ingest import ingest_files
-    from tasks.store import StoreError
+    from tasks.ingest.files import ingest_files
+    from tasks.ingest.store import StoreError
 
     errors = {}
     with dask_client(dask_address) as client:
@@ -316,8 +317,9 @@ def backfill(
 
     try:
         rows = run_flow(
-            backfill_flow,
-            source, store, since, until, force, dask_address, dataset.value, allow_empty, replace_anyway,
+            backfill_flow, source=source, store=store, since=since, until=until, force=force,
+            dask_address=dask_address, dataset=dataset.value, allow_empty=allow_empty,
+            replace_anyway=replace_anyway,
         )  # fmt: skip
     except BackfillFailed as failed:
         echo_backfill_rows([row for row in failed.rows if not is_failed(row)])
@@ -381,7 +383,7 @@ def train(
     dask_address: DaskOption = None,
 ) -> None:
     """Prefect flow: split, preprocess, train the three nets side by side, save both predictors."""
-    from tasks.store import StoreError, check_store
+    from tasks.ingest.store import StoreError, check_store
 
     spec = get_dataset(dataset)
     try:
@@ -391,9 +393,12 @@ def train(
     parts = parse_partitions(partitions, spec)
     settings = read_config(config, preset, feature_set, spec)  # before TensorFlow is imported
     from flows.train import train_flow
-    from tasks.tracking import training_report
+    from tasks.registry.tracking import training_report
 
-    summary = run_flow(train_flow, store, parts, settings, out, dask_address, spec.name)
+    summary = run_flow(
+        train_flow, store=store, partitions=parts, config=settings, out=out, dask_address=dask_address,
+        dataset=spec.name,
+    )  # fmt: skip
     typer.echo(training_report(summary))
 
 
@@ -439,16 +444,27 @@ def score(
     check_option_paths(truth=truth, model=model)
     from flows.score import ScoreFailed, score_days
 
-    if vote_window:  # refused before the flow starts
-        from tasks.voting import check_votable
-
-        check_votable(get_dataset(dataset))
+    check_vote_option(vote_window, dataset)  # refused before the flow starts
     try:
         outcomes = run_flow(
-            score_days, files, model, out, truth, dataset.value, vote_window, vote_rule.value, dask_address
-        )
+            score_days, files=files, model=model, out=out, truth=truth, dataset=dataset.value,
+            vote_seconds=vote_window, vote_rule=vote_rule.value, dask_address=dask_address,
+        )  # fmt: skip
     except ScoreFailed as failed:
         outcomes = failed.outcomes
+    echo_score_outcomes(outcomes)
+
+
+def check_vote_option(vote_window: int, dataset: str) -> None:
+    """A vote window needs a dataset whose rows have a source and a time."""
+    from tasks.scoring.voting import check_votable
+
+    if vote_window:
+        check_votable(get_dataset(dataset))
+
+
+def echo_score_outcomes(outcomes) -> None:
+    """One line per scored file, an error line per failed one; exit 1 when any failed."""
     for outcome in outcomes:
         if outcome.error:
             typer.echo(f"error: {outcome.error}", err=True)
@@ -460,8 +476,8 @@ def score(
 
 def score_lines(outcome) -> str:
     """A scored file's counts, and its metrics with their MLflow run when its labels were known."""
-    from tasks.incidents import IncidentDetection, detection_line
-    from tasks.tracking import HEADLINE
+    from tasks.metrics import HEADLINE
+    from tasks.scoring.incidents import IncidentDetection, detection_line
 
     report = outcome.report
     predicted = ", ".join(f"{k} {v:,}" for k, v in report.predicted.items() if v)
@@ -494,7 +510,7 @@ def evaluate(
 ) -> None:
     """Score existing predictions against truth files: per file, and over all files."""
     check_option_paths(truth=truth)
-    from tasks.score import evaluate_prediction_folder
+    from tasks.scoring.predictions import evaluate_prediction_folder
 
     try:
         per_file, overall = evaluate_prediction_folder(predictions, truth, get_dataset(dataset))
@@ -538,13 +554,20 @@ def pipeline(
     check_option_paths(truth=truth)
     read_config(config, preset, feature_set, get_dataset(dataset))
     from flows.pipeline import pipeline_flow
-    from tasks.tracking import comparison_table
 
     result = run_flow(
-        pipeline_flow,
-        source, store, last_days, out, config, score, truth, dask_address, dataset.value, preset,
-        allow_empty, train_anyway, feature_set.value if feature_set else None,
+        pipeline_flow, source=source, store=store, last_days=last_days, out=out, config_file=config,
+        score=score, truth=truth, dask_address=dask_address, dataset=dataset.value, preset=preset,
+        allow_empty=allow_empty, train_anyway=train_anyway,
+        feature_set=feature_set.value if feature_set else None,
     )  # fmt: skip
+    echo_pipeline_result(result, source)
+
+
+def echo_pipeline_result(result: dict, source: Path) -> None:
+    """What the pipeline trained, registered and scored, or why it trained nothing."""
+    from tasks.registry.tracking import comparison_table
+
     training = result["training"]
     if training is None:
         typer.echo(f"no new files in {source}: nothing trained (--train-anyway trains on the store as it is)")
@@ -587,8 +610,8 @@ def drift(
     if days and store is None:
         raise typer.BadParameter("--days applies to --store", param_hint="--days")
     check_option_paths(model=model)
-    from tasks.drift_days import drift_reports
-    from tasks.drift_publish import HEATMAP_NAME, write_heatmap
+    from tasks.monitoring.drift_days import drift_reports
+    from tasks.monitoring.drift_publish import HEATMAP_NAME, write_heatmap
 
     spec = get_dataset(dataset)
     reports = drift_reports(paths or [], store, parse_partitions(days, spec), model, spec, out)
@@ -648,7 +671,7 @@ def incidents(
     """Incidents: a source's flagged rows of one class, each within GAP seconds of the last; written
     beside the predictions as STEM.incidents.parquet, the largest printed."""
     check_option_paths(truth=truth)
-    from tasks.incidents import FileFailure, detection_line, folder_incidents, format_incidents
+    from tasks.scoring.incidents import FileFailure, detection_line, folder_incidents, format_incidents
 
     results = folder_incidents(predictions, gap, truth)
     for result in results:
@@ -689,8 +712,8 @@ def serve(
     {"predictions": [...]} out) and /ping, the row contract on every request (400 naming row,
     column and why), batched scoring, one single-worker process per core (docs/serving.md)."""
     check_option_paths(model=model)
-    from tasks.score import champion_uri, check_model_dataset, predictor_folder
-    from tasks.serving import start_workers, stop_workers
+    from tasks.registry.champion import champion_uri, check_model_dataset, predictor_folder
+    from tasks.registry.serving import start_workers, stop_workers
 
     name = model or champion_uri(get_dataset(dataset))
     folder = predictor_folder(name)

@@ -16,9 +16,9 @@ from flows.score import score_days
 from flows.train import train_flow
 from schemas.datasets import DEFAULT_DATASET, get_dataset
 from schemas.training import TrainConfig
-from tasks.score import unlabelled_files
-from tasks.store import last_labelled_parts
-from tasks.tracking import pipeline_report
+from tasks.ingest.store import last_labelled_parts
+from tasks.registry.tracking import pipeline_report
+from tasks.scoring.score import unlabelled_files
 
 
 @flow(name="pipeline")

@@ -15,7 +15,7 @@ on for minutes); and a Ctrl-C in a terminal reaches the whole process group, the
 which Prefect's event client retries the dead server for minutes. Signals are seen through
 `signal.set_wakeup_fd` by a thread of ours, so whichever Python handler is installed (Prefect
 swaps SIGTERM's during a flow), the deadline holds. The store needs nothing here: a writer killed
-at any point leaves whole versions, and the next writer recovers the rest (`tasks.store`).
+at any point leaves whole versions, and the next writer recovers the rest (`tasks.ingest.store`).
 
 Only the standard library is used: the watchdog runs this file as a script (`python -I -S`).
 """

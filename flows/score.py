@@ -4,7 +4,7 @@
 another dataset, default to the dataset's champion and log an MLflow evaluation run for each
 file whose labels are known. One bad file fails only its own task; the flow then ends Failed,
 naming it, after the other files were scored. The scored days' drift reports are then shown
-together (tasks/drift_publish.py): a heatmap beside the predictions, a Prefect table, MLflow.
+together (tasks/monitoring/drift_publish.py): a heatmap beside the predictions, a Prefect table, MLflow.
 """
 
 from pathlib import Path
@@ -12,11 +12,12 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from schemas.datasets import DEFAULT_DATASET, get_dataset
-from tasks.drift_publish import publish_drift_task
 from tasks.errors import InputError, NadError
-from tasks.score import ScoredFile, champion_uri, resolve_model_task, score_file_task, scored_file, truth_of
-from tasks.score_cluster import load_model_on_cluster_task
-from tasks.voting import voting_of
+from tasks.monitoring.drift_publish import publish_drift_task
+from tasks.registry.champion import champion_uri
+from tasks.scoring.score import ScoredFile, resolve_model_task, score_file_task, scored_file, truth_of
+from tasks.scoring.score_cluster import load_model_on_cluster_task
+from tasks.scoring.voting import voting_of
 
 
 class ScoreFailed(NadError):
@@ -49,7 +50,7 @@ def score_days(
     (a label column, or a file of the same name in `truth`), also the metrics, logged to MLflow.
     With `vote_seconds`, flagged rows vote by source in clock windows of that many seconds.
     With `dask_address`, the blocks of every file are scored on that cluster's workers, which
-    must reach the files and the model folder (tasks/score_cluster.py); else in this process."""
+    must reach the files and the model folder (tasks/scoring/score_cluster.py); else in this process."""
     if not files:
         raise InputError("no files to score")
     vote = voting_of(vote_seconds, vote_rule)

@@ -12,14 +12,15 @@ from prefect import flow, get_run_logger
 from schemas.datasets import DEFAULT_DATASET, get_dataset
 from schemas.training import TrainConfig
 from tasks.cluster import dask_client
-from tasks.evaluate import evaluate_predictors_task
-from tasks.fusion import assemble_predictors_task
-from tasks.preprocess import fit_preprocessing_task, preprocessing_folder
-from tasks.split import SplitResult, split_store_task
-from tasks.summary import Registration, TrainedNet, TrainingSummary
-from tasks.threshold import tune_threshold_task
-from tasks.tracking import track_and_register_task
-from tasks.train import NETS, configure_tensorflow, train_net_task
+from tasks.model.fusion import assemble_predictors_task
+from tasks.model.preprocess import fit_preprocessing_task, preprocessing_folder
+from tasks.model.tensorflow_threads import configure_tensorflow
+from tasks.registry.tracking import track_and_register_task
+from tasks.training.evaluate import evaluate_predictors_task
+from tasks.training.split import SplitResult, split_store_task
+from tasks.training.summary import Registration, TrainedNet, TrainingSummary
+from tasks.training.threshold import tune_threshold_task
+from tasks.training.train import NETS, train_net_task
 
 
 @flow(name="evaluate")
@@ -51,6 +52,36 @@ def train_nets(split: SplitResult, prep_dir: Path, config: TrainConfig, run_dir:
     return [future.result() for future in futures]
 
 
+def split_and_preprocess(
+    store: Path,
+    partitions: list[str] | None,
+    config: TrainConfig,
+    out: Path,
+    dask_address: str | None,
+    dataset: str,
+) -> tuple[SplitResult, Path]:
+    """The split of the store and the preprocessing fitted on its train rows, on one Dask cluster."""
+    with dask_client(dask_address) as client:
+        address = client.scheduler.address
+        split = split_store_task(
+            store, partitions, config.split, out / "splits", address, dataset, config.feature_set
+        )
+        prep_folder = preprocessing_folder(
+            out / "preprocessing", split.key, config.clip, config.log_transform, config.one_hot
+        )
+        prep_dir = fit_preprocessing_task(
+            split.files("train"),
+            config.clip,
+            prep_folder,
+            address,
+            dataset,
+            config.log_transform,
+            config.feature_set,
+            config.one_hot,
+        )
+    return split, prep_dir
+
+
 @flow(name="train")
 def train_flow(
     store: Path,
@@ -68,24 +99,7 @@ def train_flow(
     config = (config or TrainConfig.from_preset("default")).for_dataset(get_dataset(dataset))
     logger = get_run_logger()
     configure_tensorflow()
-    with dask_client(dask_address) as client:
-        address = client.scheduler.address
-        split = split_store_task(
-            Path(store), partitions, config.split, Path(out) / "splits", address, dataset, config.feature_set
-        )
-        prep_folder = preprocessing_folder(
-            Path(out) / "preprocessing", split.key, config.clip, config.log_transform, config.one_hot
-        )
-        prep_dir = fit_preprocessing_task(
-            split.files("train"),
-            config.clip,
-            prep_folder,
-            address,
-            dataset,
-            config.log_transform,
-            config.feature_set,
-            config.one_hot,
-        )
+    split, prep_dir = split_and_preprocess(Path(store), partitions, config, Path(out), dask_address, dataset)
     logger.info("split %s (%s): %s", split.key, "reused" if split.reused else "new", split.counts)
     run_dir = Path(out) / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     nets = train_nets(split, prep_dir, config, run_dir)

@@ -6,7 +6,7 @@ import pandera.backends.pandas.builtin_checks  # noqa: F401
 import pandera.pandas as pa
 
 # The import above registers the pandas functions of pandera's builtin checks before any schema
-# builds its checks, so that one check can also run alone (tasks/pyfunc_model.py `holds_quickly`).
+# builds its checks, so that one check can also run alone (tasks/registry/pyfunc_model.py `holds_quickly`).
 
 # For free-text fields whose unknown values are kept (ZYELL's app, NSL-KDD's service): no real
 # name comes near it, so a longer field is a bad row, and a runaway value (a 5 MB `app`) goes to

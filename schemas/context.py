@@ -4,7 +4,7 @@ The paper drops `time, src, dst, spt, dpt`; these features keep what they say. A
 reads one row (`dst_broadcast`: the destination ends in .0 or .255). A window feature counts the
 distinct `value`s among the rows that share a row's `key` in the row's bucket: `seconds` wide,
 aligned to the clock (a 60 s bucket is one clock minute), over the whole file, rows before and
-after the row alike. `tasks/context.py` computes them; a dataset that declares no
+after the row alike. `tasks/model/context.py` computes them; a dataset that declares no
 `ContextSpec` has none.
 """
 

@@ -127,7 +127,7 @@ def at_most(limit: float, unit: str = "") -> pa.Check:
 def raw_day_schema(labelled: bool) -> pa.DataFrameSchema:
     """The checks every row of a firewall day must pass, on parsed values.
 
-    Parsing is typed (see `tasks.ingest_parse`): a `time` that does not parse with TIME_FORMAT, or a
+    Parsing is typed (see `tasks.ingest.parse`): a `time` that does not parse with TIME_FORMAT, or a
     number that does not parse, arrives here as null and fails `not_nullable`.
     """
     non_negative = [pa.Check.ge(0)]

@@ -96,7 +96,7 @@ def fresh_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def tiny_store(tiny_dir: Path, tiny_days, tmp_path_factory, dask_cluster_client) -> Path:
     """The tiny training days, ingested once; tests copy it before they change it."""
-    from tasks.ingest import ingest_files
+    from tasks.ingest.files import ingest_files
 
     store = tmp_path_factory.mktemp("store")
     outcomes = list(ingest_files([tiny_dir / name for name in TRAIN_FILES], store, dask_cluster_client))
@@ -108,7 +108,7 @@ def tiny_store(tiny_dir: Path, tiny_days, tmp_path_factory, dask_cluster_client)
 def tiny_split(tiny_store: Path, tmp_path_factory, dask_cluster_client):
     """The paper's split of `tiny_store`."""
     from schemas.training import SplitConfig
-    from tasks.split import split_store
+    from tasks.training.split import split_store
 
     return split_store(
         tiny_store, None, SplitConfig(), tmp_path_factory.mktemp("splits"), dask_cluster_client

@@ -10,11 +10,11 @@ from distributed import Client
 from prefect.client.orchestration import get_client
 
 from flows.backfill import BackfillFailed, backfill_flow
+from schemas.runtime import DASK_ADDRESS_ENV
 from simulator.generate import DaySummary
-from tasks.cluster import DASK_ADDRESS_ENV
 from tasks.errors import InputError
-from tasks.ingest import ingest_file
-from tasks.store import part_dir, quarantine_dir, read_report, stored_parts
+from tasks.ingest.files import ingest_file
+from tasks.ingest.store import part_dir, quarantine_dir, read_report, stored_parts
 from tests.helpers import dask_processes
 
 TRAIN = ["1203_firewall.csv", "1210_firewall.csv", "1216_firewall.csv"]

@@ -16,7 +16,7 @@ import pytest
 from schemas.checks import MAX_TEXT_LENGTH
 from schemas.datasets import DATASETS
 from tasks.errors import QUOTE_LIMIT, is_transient, message_of, quote
-from tasks.store import quarantine_dir, read_report, stored_parts
+from tasks.ingest.store import quarantine_dir, read_report, stored_parts
 from tests.helpers import TRAIN_FILES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,7 +178,7 @@ def test_training_on_an_empty_store_is_one_line_and_not_retried(nad_env: dict, t
 def test_training_on_a_store_without_attacks_is_one_line(
     nad_env: dict, tiny_dir: Path, tiny_days, tmp_path: Path, dask_cluster_client
 ) -> None:
-    from tasks.ingest import ingest_files
+    from tasks.ingest.files import ingest_files
 
     day = pd.read_csv(tiny_dir / TRAIN_FILES[0])
     normal = tmp_path / TRAIN_FILES[0]
@@ -265,8 +265,8 @@ def test_a_truth_file_100_lines_short_is_one_line_and_leaves_no_temporary_file(
 def test_evaluating_against_a_short_truth_file_is_one_line(
     nad_env: dict, fusion: Path, tiny_dir: Path, tmp_path: Path
 ) -> None:
-    from tasks.fusion import load_predictor
-    from tasks.score import score_file
+    from tasks.model.fusion import load_predictor
+    from tasks.scoring.score import score_file
 
     scores, truth = tmp_path / "scores", tmp_path / "truth"
     score_file(tiny_dir / TEST_DAY, load_predictor(fusion), scores)

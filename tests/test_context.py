@@ -11,18 +11,18 @@ from distributed import Client
 from schemas.context import KEYS, ROW_FEATURES, VALUES, ZYELL_CONTEXT, ContextSpec, WindowCount, windows
 from schemas.datasets import ZYELL
 from simulator.generate import DaySummary
-from tasks.context import (
+from tasks.ingest.files import ingest_file
+from tasks.ingest.lines import plan_blocks
+from tasks.ingest.parse import LINE_COLUMN
+from tasks.ingest.scan import resolve_partition, scan_file
+from tasks.ingest.store import part_dir
+from tasks.model.context import (
     build_tables,
     context_features,
     frame_context,
     stored_rows,
     valid_block_rows,
 )
-from tasks.ingest import ingest_file
-from tasks.ingest_lines import plan_blocks
-from tasks.ingest_parse import LINE_COLUMN
-from tasks.ingest_scan import resolve_partition, scan_file
-from tasks.store import part_dir
 
 EVERY_KIND = ContextSpec(
     rows=ROW_FEATURES, windows=windows(tuple((k, v) for k in KEYS for v in VALUES), (60, 3600))

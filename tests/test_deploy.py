@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.store import read_report, stored_parts
+from tasks.ingest.store import read_report, stored_parts
 from tests.helpers import free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.errors import is_transient
-from tasks.store import JOURNAL_DIR, STAGING_DIR, part_dir, read_report, stored_parts
+from tasks.ingest.store import JOURNAL_DIR, STAGING_DIR, part_dir, read_report, stored_parts
 
 REPO = Path(__file__).resolve().parents[1]
 NAD = Path(sys.executable).parent / "nad"

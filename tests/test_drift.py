@@ -20,10 +20,10 @@ from flows.cli import app
 from flows.score import score_days
 from schemas.generation import get_preset
 from simulator.generate import write_shifted_day
-from tasks.drift import InputCounter, bin_counts, cut_points, psi, read_report
-from tasks.drift_days import reference_of
 from tasks.errors import ModelError
-from tasks.preprocess import ARTIFACT_NAME, Preprocessing, fit_preprocessing, with_reference
+from tasks.model.drift import InputCounter, bin_counts, cut_points, psi, read_report
+from tasks.model.preprocess import ARTIFACT_NAME, Preprocessing, fit_preprocessing, with_reference
+from tasks.monitoring.drift_days import reference_of
 from tests.conftest import TINY_SEED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def test_bins_are_right_closed_so_discrete_values_keep_their_own() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_reference(tiny_split, dask_cluster_client, monkeypatch_module) -> Preprocessing:
-    monkeypatch_module.setattr("tasks.drift.BATCH_ROWS", 300)  # many batches per file
+    monkeypatch_module.setattr("tasks.model.drift.BATCH_ROWS", 300)  # many batches per file
     fitted = fit_preprocessing(tiny_split.files("train"), 50.0, dask_cluster_client)
     return with_reference(fitted, tiny_split.files("train"))
 

@@ -15,9 +15,9 @@ from mlflow import MlflowClient
 
 from schemas.firewall import CLASS_NAMES, NORMAL
 from schemas.training import NetConfig, SplitConfig, TrainConfig
-from tasks.evaluate import predict_split_file
-from tasks.fusion import load_predictor
-from tasks.gate import (
+from tasks.metrics import evaluate_confusion
+from tasks.model.fusion import load_predictor
+from tasks.registry.gate import (
     CHANGED,
     HELD_OUT,
     UNSEEN,
@@ -29,11 +29,12 @@ from tasks.gate import (
     partition_number,
     unscorable_reason,
 )
-from tasks.metrics import evaluate_confusion
-from tasks.split import ROW, Assignment, SplitResult, class_thresholds, row_keys
-from tasks.summary import FIRST_VERSION, NOT_COMPARED, SAME_ROWS, GateRows
-from tasks.threshold import confusion_of
-from tasks.tracking import CHAMPION, champion_gate, champion_manifest, configure_mlflow
+from tasks.registry.mlflow_setup import CHAMPION, configure_mlflow
+from tasks.registry.tracking import champion_gate, champion_manifest
+from tasks.training.evaluate import predict_split_file
+from tasks.training.split import ROW, Assignment, SplitResult, class_thresholds, row_keys
+from tasks.training.summary import FIRST_VERSION, NOT_COMPARED, SAME_ROWS, GateRows
+from tasks.training.threshold import confusion_of
 
 X = ["day=2020-12-03", "day=2020-12-10"]  # the champion's days
 X_AND_Y = [*X, "day=2020-12-16"]  # the challenger's
@@ -200,7 +201,7 @@ def test_the_champions_manifest_tells_the_rows_it_held_out(
     """Two real splits of the same days under other seeds: the gate rows that the champion's
     manifest gives are exactly the challenger's test rows that are not in the champion's train
     or validation files, clock groups included."""
-    from tasks.split import split_store
+    from tasks.training.split import split_store
 
     def split(seed: int, test_fraction: float) -> SplitResult:
         config = SplitConfig(seed=seed, test_fraction=test_fraction, group=group, group_minutes=10)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from schemas.datasets import ZYELL
 from schemas.firewall import COUNTER_COLUMNS, NORMAL
-from tasks.incidents import (
+from tasks.scoring.incidents import (
     FileFailure,
     IncidentDetection,
     IncidentError,
@@ -19,7 +19,7 @@ from tasks.incidents import (
     read_incidents,
     write_incidents,
 )
-from tasks.score import prediction_schema
+from tasks.scoring.predictions import prediction_schema
 
 A, B, C = "10.0.0.5", "172.16.3.9", "203.0.113.7"
 IP, PORT, NMAP, DDOS = "Probing-IP sweep", "Probing-Port sweep", "Probing-Nmap", "DDOS-smurf"

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from flows.cli import app
 from schemas.firewall import COLUMNS
 from simulator.generate import DaySummary
-from tasks.ingest import ingest_file, select_files
-from tasks.ingest_scan import IngestError
-from tasks.store import QUARANTINE_DIR, REPORT_NAME, part_dir, quarantine_dir, read_report
+from tasks.ingest.files import ingest_file, select_files
+from tasks.ingest.scan import IngestError
+from tasks.ingest.store import QUARANTINE_DIR, REPORT_NAME, part_dir, quarantine_dir, read_report
 
 DAY = "2020-12-10"
 PART = f"day={DAY}"

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from schemas.datasets import NSL_KDD
-from tasks.fusion import load_predictor
-from tasks.ingest import ingest_file, select_files
-from tasks.ingest_scan import IngestError
-from tasks.score import score_file
-from tasks.store import STAGING_DIR, part_dir, quarantine_dir
+from tasks.ingest.files import ingest_file, select_files
+from tasks.ingest.scan import IngestError
+from tasks.ingest.store import STAGING_DIR, part_dir, quarantine_dir
+from tasks.model.fusion import load_predictor
+from tasks.scoring.score import score_file
 
 DAY, PART, NAME = "2020-12-10", "day=2020-12-10", "1210_firewall.csv"
 KDD_TRAIN = Path(__file__).resolve().parent / "data" / "nsl-kdd" / "KDDTrain+_20Percent.txt.gz"

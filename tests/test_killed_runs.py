@@ -8,11 +8,11 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from tasks.tracking import configure_mlflow, owner_tags
+from tasks.registry.mlflow_setup import configure_mlflow, owner_tags
 
 KILLED_MID_RUN = """
 import os, signal, mlflow
-from tasks.tracking import configure_mlflow, owner_tags
+from tasks.registry.mlflow_setup import configure_mlflow, owner_tags
 configure_mlflow()
 run = mlflow.start_run(run_name="killed", tags=owner_tags())
 print(run.info.run_id, flush=True)

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from distributed import Client
 
-from tasks.ingest import ingest_file
-from tasks.store import part_dir, read_report, stored_parts
+from tasks.ingest.files import ingest_file
+from tasks.ingest.store import part_dir, read_report, stored_parts
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow

@@ -18,12 +18,18 @@ from pydantic import ValidationError
 from schemas.datasets import NSL_KDD, ZYELL
 from schemas.firewall import CLASS_NAMES, UNLABELLED_COLUMNS
 from schemas.training import TrainConfig
-from tasks.evaluate import predict_split_file
-from tasks.fusion import FusionModel, load_predictor
-from tasks.preprocess import ARTIFACT_NAME, Preprocessing, expand_one_hot, fit_preprocessing, input_names
-from tasks.split import StorePart
-from tasks.threshold import DEFAULT_THRESHOLD, FusionOutputs, choose_threshold
-from tasks.train import Schedule, class_weights, plan_schedule, schedule_note
+from tasks.model.fusion import FusionModel, load_predictor
+from tasks.model.preprocess import (
+    ARTIFACT_NAME,
+    Preprocessing,
+    expand_one_hot,
+    fit_preprocessing,
+    input_names,
+)
+from tasks.training.evaluate import predict_split_file
+from tasks.training.split import StorePart
+from tasks.training.threshold import DEFAULT_THRESHOLD, FusionOutputs, choose_threshold
+from tasks.training.train import Schedule, class_weights, plan_schedule, schedule_note
 from tests.conftest import mlflow_at
 
 REPO = Path(__file__).resolve().parents[1]

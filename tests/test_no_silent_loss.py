@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from schemas.firewall import COLUMNS
-from tasks.store import TRASH_DIR, part_dir, read_report, stored_parts
+from tasks.ingest.store import TRASH_DIR, part_dir, read_report, stored_parts
 
 REPO = Path(__file__).resolve().parents[1]
 NAD = Path(sys.executable).parent / "nad"
@@ -192,8 +192,8 @@ def test_scoring_a_file_that_keeps_no_row_fails_for_it_alone(
 @pytest.fixture
 def scored(fusion: Path, tiny_dir: Path, tmp_path: Path) -> Path:
     """The predictions of the tiny test day, as `nad score` writes them."""
-    from tasks.fusion import load_predictor
-    from tasks.score import score_file
+    from tasks.model.fusion import load_predictor
+    from tasks.scoring.score import score_file
 
     scores = tmp_path / "scores"
     score_file(tiny_dir / TEST_DAY, load_predictor(fusion), scores)
@@ -408,8 +408,8 @@ def test_training_names_a_day_that_keeps_no_row_asked_for_or_not(
     import shutil
 
     from schemas.training import SplitConfig
-    from tasks.ingest import ingest_file
-    from tasks.split import SplitError, split_store
+    from tasks.ingest.files import ingest_file
+    from tasks.training.split import SplitError, split_store
 
     store = tmp_path / "store"
     shutil.copytree(tiny_store, store)

@@ -18,11 +18,11 @@ from flows.backfill import backfill_flow
 from flows.cli import app
 from schemas.datasets import NSL_KDD, ZYELL
 from schemas.firewall import CLASS_NAMES
-from tasks.fusion import load_predictor
-from tasks.ingest import ingest_file
-from tasks.ingest_parse import read_rows, to_frame, validate_rows
-from tasks.ingest_scan import IngestError
-from tasks.store import OUT_OF_SCOPE_DIR, StoreError, part_dir, quarantine_dir, read_report
+from tasks.ingest.files import ingest_file
+from tasks.ingest.parse import read_rows, to_frame, validate_rows
+from tasks.ingest.scan import IngestError
+from tasks.ingest.store import OUT_OF_SCOPE_DIR, StoreError, part_dir, quarantine_dir, read_report
+from tasks.model.fusion import load_predictor
 from tests.conftest import mlflow_at, new_mlflow_store
 
 KDD_TRAIN = Path(__file__).resolve().parent / "data" / "nsl-kdd" / "KDDTrain+_20Percent.txt.gz"

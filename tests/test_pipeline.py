@@ -13,8 +13,8 @@ from mlflow import MlflowClient
 from prefect.flows import Flow
 
 from flows.pipeline import pipeline_flow
-from tasks.store import part_dir, stored_parts
-from tasks.tracking import CHAMPION, MODEL_NAME
+from tasks.ingest.store import part_dir, stored_parts
+from tasks.registry.mlflow_setup import CHAMPION, MODEL_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = {

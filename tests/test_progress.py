@@ -75,7 +75,7 @@ def test_a_quick_step_prints_nothing_even_on_a_terminal() -> None:
 
 
 def test_training_counts_every_row_of_every_epoch_it_runs() -> None:
-    from tasks.train import RowProgress, Schedule
+    from tasks.training.train import RowProgress, Schedule
 
     rows, batch = 10_000, 4096  # three batches an epoch, the last one short
     callback = RowProgress(

@@ -19,7 +19,7 @@ def stderr_of(code: str) -> str:
 
 def test_the_quiet_import_prints_nothing_and_stderr_works_after() -> None:
     printed = stderr_of(
-        "import sys; from tasks.quiet_start import import_keras; keras, tf = import_keras(); "
+        "import sys; from tasks.model.quiet_start import import_keras; keras, tf = import_keras(); "
         "keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])(tf.zeros((1, 3))); "
         "sys.stderr.write('still here')"
     )
@@ -28,5 +28,5 @@ def test_the_quiet_import_prints_nothing_and_stderr_works_after() -> None:
 
 
 def test_training_and_model_loading_modules_start_tensorflow_quietly() -> None:
-    printed = stderr_of("import tasks.train, tasks.fusion")
+    printed = stderr_of("import tasks.training.train, tasks.model.fusion, tasks.model.tensorflow_threads")
     assert not any(line in printed for line in START_UP_LINES), printed

@@ -9,7 +9,7 @@ import pytest
 from schemas.datasets import ZYELL
 from schemas.firewall import COLUMNS, COUNTER_COLUMNS, UNLABELLED_COLUMNS, raw_day_schema
 from simulator.generate import DaySummary
-from tasks.ingest_parse import read_rows, to_frame, validate_rows
+from tasks.ingest.parse import read_rows, to_frame, validate_rows
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,13 @@ from flows.score import ScoreFailed, score_days
 from schemas.datasets import ZYELL
 from schemas.firewall import CLASS_NAMES, COLUMNS
 from tasks.errors import InputError, ModelError
-from tasks.fusion import load_predictor
-from tasks.incidents import find_incidents, read_incidents
-from tasks.score import evaluate_prediction_folder, predictor_folder, resolve_predictor, score_file
-from tasks.tracking import MODEL_NAME, configure_mlflow
-from tasks.voting import Vote, vote_by_source
+from tasks.model.fusion import load_predictor
+from tasks.registry.champion import predictor_folder, resolve_predictor
+from tasks.registry.mlflow_setup import MODEL_NAME, configure_mlflow
+from tasks.scoring.incidents import find_incidents, read_incidents
+from tasks.scoring.predictions import evaluate_prediction_folder
+from tasks.scoring.score import score_file
+from tasks.scoring.voting import Vote, vote_by_source
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,9 @@ import pytest
 from distributed import Client, get_task_stream
 
 from flows.score import score_days
-from tasks.fusion import load_predictor
-from tasks.score import score_file
-from tasks.score_cluster import ClusterError, cluster_scorer, load_model_on_cluster
+from tasks.model.fusion import load_predictor
+from tasks.scoring.score import score_file
+from tasks.scoring.score_cluster import ClusterError, cluster_scorer, load_model_on_cluster
 from tests.helpers import DaskProcesses, dask_processes
 
 DAY = "0124_firewall.csv"

@@ -1,5 +1,5 @@
 """The trained model under real servers on 127.0.0.1: `nad serve` (the recommended setup) and
-stock `mlflow models serve` of the same registered version, set up as `tasks.serving` says:
+stock `mlflow models serve` of the same registered version, set up as `tasks.registry.serving` says:
 several workers, the ingest row contract on every request, a row limit, a burst of requests,
 503 past the queue limit, and the predictions of `nad score`."""
 
@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from schemas.firewall import CLASS_NAMES, UNLABELLED_COLUMNS
-from tasks.serving import MAX_REQUEST_ROWS, serve_command, serve_env
-from tasks.tracking import MODEL_NAME
+from tasks.registry.mlflow_setup import MODEL_NAME
+from tasks.registry.serving import MAX_REQUEST_ROWS, serve_command, serve_env
 from tests.helpers import free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
@@ -188,8 +188,8 @@ def test_past_the_queue_limit_requests_are_answered_503_at_once(nad_server: str,
 
 def scored_by_nad_score(model_dir: Path, rows: pd.DataFrame, folder: Path) -> list[str]:
     """`nad score`'s classes for these rows, written as a day file (what the score flow runs per file)."""
-    from tasks.fusion import load_predictor
-    from tasks.score import score_file
+    from tasks.model.fusion import load_predictor
+    from tasks.scoring.score import score_file
 
     day = folder / "0124_firewall.csv"
     rows.to_csv(day, index=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.store import JOURNAL_DIR, STAGING_DIR, claim_store, part_dir, read_report, stored_parts
+from tasks.ingest.store import JOURNAL_DIR, STAGING_DIR, claim_store, part_dir, read_report, stored_parts
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 from schemas.datasets import NSL_KDD, ZYELL
 from schemas.firewall import CLASS_NAMES
 from schemas.training import SplitConfig, TrainConfig
-from tasks.split import (
+from tasks.training.split import (
     CLOCK,
     ROW,
     SPLIT_MANIFEST,

@@ -13,12 +13,11 @@ from distributed import Client
 
 from schemas.datasets import ZYELL
 from simulator.generate import DaySummary
-from tasks.ingest import ingest_file
-from tasks.ingest_lines import plan_blocks
-from tasks.ingest_report import build_report
-from tasks.ingest_scan import resolve_partition, scan_file
-from tasks.ingest_write import write_partitions
-from tasks.store import (
+from tasks.ingest.files import ingest_file
+from tasks.ingest.lines import plan_blocks
+from tasks.ingest.report import build_report
+from tasks.ingest.scan import resolve_partition, scan_file
+from tasks.ingest.store import (
     JOURNAL_DIR,
     STAGING_DIR,
     TRASH_DIR,
@@ -32,6 +31,7 @@ from tasks.store import (
     stored_parts,
     write_journal,
 )
+from tasks.ingest.write import write_partitions
 
 DAY = "day=2020-12-03"
 NAME = "1203_firewall.csv"
@@ -209,7 +209,8 @@ def test_a_killed_ingest_leaves_one_whole_version(day_v1: Path, tmp_path: Path, 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     address = dask_cluster_client.scheduler.address
     code = (
-        "from pathlib import Path\nfrom distributed import Client\nfrom tasks.ingest import ingest_file\n"
+        "from pathlib import Path\nfrom distributed import Client\n"
+        "from tasks.ingest.files import ingest_file\n"
         f"ingest_file(Path({str(big)!r}), Path({str(store)!r}), Client({address!r}), blocksize=1 << 16)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO)

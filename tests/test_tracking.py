@@ -14,8 +14,8 @@ import pytest
 from mlflow import MlflowClient
 
 from schemas.firewall import CLASS_NAMES, UNLABELLED_COLUMNS
-from tasks.store import read_report, stored_parts
-from tasks.tracking import CHAMPION, MODEL_NAME
+from tasks.ingest.store import read_report, stored_parts
+from tasks.registry.mlflow_setup import CHAMPION, MODEL_NAME
 from tests.helpers import free_port, wait_for_http
 
 

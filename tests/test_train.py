@@ -12,17 +12,17 @@ from sklearn.preprocessing import StandardScaler
 from schemas.datasets import ZYELL
 from schemas.firewall import CLASS_NAMES, COLUMNS, FEATURE_COLUMNS
 from schemas.training import NetConfig, SplitConfig, TrainConfig
-from tasks.fusion import BaselineModel, FusionModel, load_keras, load_predictor
-from tasks.ingest import ingest_files
-from tasks.preprocess import Preprocessing, encode_spec_features, fit_preprocessing
-from tasks.split import (
+from tasks.ingest.files import ingest_files
+from tasks.model.fusion import BaselineModel, FusionModel, load_keras, load_predictor
+from tasks.model.preprocess import Preprocessing, encode_spec_features, fit_preprocessing
+from tasks.training.split import (
     SplitError,
     assign_splits,
     class_thresholds,
     split_sizes,
     split_store,
 )
-from tasks.train import NETS, build_net, class_weights, train_net
+from tasks.training.train import NETS, build_net, class_weights, train_net
 from tests.helpers import TRAIN_FILES
 
 QUICK = TrainConfig(

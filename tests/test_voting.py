@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from schemas.firewall import NORMAL
-from tasks.voting import Vote, vote_by_source
+from tasks.scoring.voting import Vote, vote_by_source
 
 A, B = "10.0.0.5", "172.16.3.9"
 IP, PORT, NMAP, DDOS = "Probing-IP sweep", "Probing-Port sweep", "Probing-Nmap", "DDOS-smurf"
