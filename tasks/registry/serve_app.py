@@ -16,8 +16,8 @@ What always holds:
 - past QUEUE_LIMIT requests waiting or in progress, a worker answers 503 at once.
 
 Workers share the port with SO_REUSEPORT: the kernel spreads connections over them, and each
-worker is a plain single-process uvicorn (its multi-worker mode delays kept-alive responses by
-~40 ms, uvicorn#3149).
+worker is a plain single-process uvicorn on a TCP_NODELAY socket (uvicorn's multi-worker mode
+binds a socket without it, and kept-alive responses wait ~40 ms for a delayed ACK, uvicorn#3149).
 """
 
 import asyncio
@@ -246,7 +246,11 @@ def build_app(scorer: Scorer) -> Starlette:
 def shared_socket(host: str, port: int) -> socket.socket:
     """A listening socket on host:port that other workers may bind too (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and a
+    # socket made with proto 0 leaves Nagle on, so a kept-alive response's body waited ~40 ms for
+    # the client's delayed ACK of its headers (the root of uvicorn#3149)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
