@@ -10,18 +10,22 @@ import re
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
-from schemas.datasets import DatasetSpec, PartitionError, get_dataset
+from schemas.context import FEATURE_SETS
+from schemas.datasets import DATASETS, DatasetSpec, PartitionError, get_dataset
 from schemas.firewall import CLASS_NAMES
-from schemas.generation import TrafficConfig, get_preset
+from schemas.generation import PresetName, TrafficConfig, get_preset
 from schemas.runtime import DASK_ADDRESS_ENV, QUIET_LOG_ENV
+from schemas.training import PRESET_NAMES
 from tasks.errors import InputError, message_about, message_of
 from tasks.registry.serving import MAX_REQUEST_ROWS, QUIET_TENSORFLOW
+from tasks.scoring.voting import VOTE_RULES
 
 # Prefect's 20 s wait for its temporary server is too short on a busy 2-core machine.
 QUIET_DEFAULTS = {
@@ -37,30 +41,16 @@ app = typer.Typer(
 )
 
 
-class PresetChoice(StrEnum):
-    tiny = "tiny"
-    demo = "demo"
-    full = "full"
+# The choices come from the registries; a member's name is its value with `-` as `_`.
+def choices(name: str, values: Iterable[str]) -> type[StrEnum]:
+    return StrEnum(name, {value.replace("-", "_"): value for value in values})
 
 
-class TrainPreset(StrEnum):
-    default = "default"
-    paper = "paper"
-
-
-class FeatureSet(StrEnum):
-    paper = "paper"
-    context = "context"
-
-
-class VoteRule(StrEnum):  # tasks.scoring.voting.VOTE_RULES, without importing pandas at start
-    majority = "majority"
-    probability = "probability"
-
-
-class DatasetChoice(StrEnum):
-    zyell = "zyell"
-    nsl_kdd = "nsl-kdd"
+PresetChoice = choices("PresetChoice", get_args(PresetName))
+TrainPreset = choices("TrainPreset", PRESET_NAMES)
+FeatureSet = choices("FeatureSet", FEATURE_SETS)
+VoteRule = choices("VoteRule", VOTE_RULES)
+DatasetChoice = choices("DatasetChoice", DATASETS)
 
 
 DatasetOption = Annotated[
