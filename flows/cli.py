@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 
@@ -26,6 +26,9 @@ from schemas.training import PRESET_NAMES
 from tasks.errors import InputError, message_about, message_of
 from tasks.registry.serving import MAX_REQUEST_ROWS, QUIET_TENSORFLOW
 from tasks.scoring.voting import VOTE_RULES
+
+if TYPE_CHECKING:  # the flow itself loads TensorFlow, so the commands import it when they run
+    from flows.pipeline import PipelineResult
 
 # Prefect's 20 s wait for its temporary server is too short on a busy 2-core machine.
 QUIET_DEFAULTS = {
@@ -554,11 +557,11 @@ def pipeline(
     echo_pipeline_result(result, source)
 
 
-def echo_pipeline_result(result: dict, source: Path) -> None:
+def echo_pipeline_result(result: "PipelineResult", source: Path) -> None:
     """What the pipeline trained, registered and scored, or why it trained nothing."""
     from tasks.registry.tracking import comparison_table
 
-    training = result["training"]
+    training = result.training
     if training is None:
         typer.echo(f"no new files in {source}: nothing trained (--train-anyway trains on the store as it is)")
         return
@@ -568,7 +571,7 @@ def echo_pipeline_result(result: dict, source: Path) -> None:
         f"model version {tracking.version} (preset {training.config.preset}): {tracking.gate.decision}; "
         f"MLflow run {tracking.run_id}"
     )
-    for report in (outcome.report for outcome in result["scores"]):
+    for report in (outcome.report for outcome in result.scores):
         criterion = f"criterion {report.metrics['criterion']:.4f}" if report.metrics else "no labels"
         typer.echo(f"scored {Path(report.file).name}: {report.rows_read:,} rows, {criterion}")
 

@@ -302,11 +302,11 @@ def test_pipeline_flow_backfills_trains_and_scores_nsl_kdd(
     result = pipeline_flow(
         source, tmp_path / "store", None, tmp_path / "out", config, True, truth, dataset="nsl-kdd"
     )
-    assert [row["partition"] for row in result["backfill"]] == ["fresh", "sample"]
-    assert result["training"].split.partitions.keys() == {"file=sample"}
-    assert result["training"].tracking.model_name == "nad-fusion-nsl-kdd"
-    fused = load_predictor(Path(result["training"].predictors["fusion"]))
+    assert [row["partition"] for row in result.backfill] == ["fresh", "sample"]
+    assert result.training.split.partitions.keys() == {"file=sample"}
+    assert result.training.tracking.model_name == "nad-fusion-nsl-kdd"
+    fused = load_predictor(Path(result.training.predictors["fusion"]))
     assert fused.preprocessing.one_hot == NSL_KDD.one_hot_columns and fused.preprocessing.width == 124
-    [scored] = result["scores"]
+    [scored] = result.scores
     assert Path(scored.file).name == "fresh.txt" and scored.report.rows_read == len(lines)
     assert sum(map(sum, scored.report.metrics["confusion"])) == len(lines) - OUT_OF_SCOPE
