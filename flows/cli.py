@@ -29,6 +29,7 @@ from tasks.scoring.voting import VOTE_RULES
 
 if TYPE_CHECKING:  # the flow itself loads TensorFlow, so the commands import it when they run
     from flows.pipeline import PipelineResult
+    from tasks.ingest.report import BackfillRow
 
 # Prefect's 20 s wait for its temporary server is too short on a busy 2-core machine.
 QUIET_DEFAULTS = {
@@ -306,7 +307,7 @@ def backfill(
     replace_anyway: ReplaceAnywayOption = False,
 ) -> None:
     """Prefect flow: ingest every new or changed file of SOURCE_DIR, concurrently."""
-    from flows.backfill import BackfillFailed, backfill_flow, is_failed
+    from flows.backfill import BackfillFailed, backfill_flow
 
     try:
         rows = run_flow(
@@ -315,18 +316,18 @@ def backfill(
             replace_anyway=replace_anyway,
         )  # fmt: skip
     except BackfillFailed as failed:
-        echo_backfill_rows([row for row in failed.rows if not is_failed(row)])
+        echo_backfill_rows([row for row in failed.rows if not row.failed])
         raise
     echo_backfill_rows(rows)
     if not rows:
         typer.echo(f"no files to ingest in {source} (allowed by --allow-empty)")
 
 
-def echo_backfill_rows(rows: list[dict]) -> None:
+def echo_backfill_rows(rows: list["BackfillRow"]) -> None:
     for row in rows:
         typer.echo(
-            f"{row['file']}: {row['partition']} rows={row['rows']:,} kept={row['kept']:,} "
-            f"quarantined={row['quarantined']:,} out_of_scope={row['out_of_scope']:,} {row['status']}"
+            f"{row.file}: {row.partition} rows={row.rows:,} kept={row.kept:,} "
+            f"quarantined={row.quarantined:,} out_of_scope={row.out_of_scope:,} {row.status}"
         )
 
 

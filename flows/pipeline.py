@@ -16,6 +16,7 @@ from flows.score import score_days
 from flows.train import train_flow
 from schemas.datasets import DEFAULT_DATASET, get_dataset
 from schemas.training import TrainConfig
+from tasks.ingest.report import BackfillRow
 from tasks.ingest.store import last_labelled_parts
 from tasks.registry.tracking import pipeline_report
 from tasks.scoring.score import ScoredFile, unlabelled_files
@@ -27,7 +28,7 @@ class PipelineResult:
     """What one pipeline run did: the backfill's rows, the training (None when it trained
     nothing) and the scored files."""
 
-    backfill: list[dict]
+    backfill: list[BackfillRow]
     training: TrainingSummary | None
     scores: list[ScoredFile]
 

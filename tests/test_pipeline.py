@@ -109,7 +109,7 @@ def test_pipeline_resumes_after_a_failure_and_never_moves_the_alias_on_failure(
 
     runs.unlink()
     result = pipeline_flow(source, store, 3, out, config, score=True, truth=tiny_dir / "truth")
-    assert {row["status"] for row in result.backfill} == {"skipped"}
+    assert {row.status for row in result.backfill} == {"skipped"}
     assert store_rows(store) == landed
     training = result.training
     assert training.split.reused and Path(training.split.folder) == split_folder

@@ -24,6 +24,7 @@ from prefect import task
 
 from schemas.datasets import DatasetSpec, get_dataset
 from tasks.errors import ModelError
+from tasks.ingest.report import BackfillRow
 from tasks.ingest.store import part_dir, stored_parts
 from tasks.metrics import HEADLINE, Evaluation, per_class_report, plot_confusion
 from tasks.model.fusion import load_predictor
@@ -349,7 +350,7 @@ def run_link(run_id: str) -> str:
     return f"run {run_id} (mlflow ui --backend-store-uri {uri})"
 
 
-def pipeline_report(ingested: list[dict], summary: TrainingSummary, scored: list[dict]) -> str:
+def pipeline_report(ingested: list[BackfillRow], summary: TrainingSummary, scored: list[dict]) -> str:
     """The pipeline's markdown artifact: rows, the comparison, the gate and the MLflow run."""
     tracking = summary.tracking
     gate = tracking.gate
@@ -362,8 +363,8 @@ def pipeline_report(ingested: list[dict], summary: TrainingSummary, scored: list
     ]
     lines.append("|---|---|---:|---:|---:|---:|---|")
     lines += [
-        f"| {r['file']} | {r['partition']} | {r['rows']} | {r['kept']} | {r['quarantined']} "
-        f"| {r['out_of_scope']} | {r['status']} |"
+        f"| {r.file} | {r.partition} | {r.rows} | {r.kept} | {r.quarantined} "
+        f"| {r.out_of_scope} | {r.status} |"
         for r in ingested
     ]
     lines += ["", "## Fusion against baseline", "", comparison_table(summary.evaluations), ""]
