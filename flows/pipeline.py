@@ -5,7 +5,7 @@ already in the store are skipped, and an unchanged split and scaler are reused. 
 alias only moves in the register step, the last of training, so a failed run never moves it.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -75,6 +75,6 @@ def pipeline_flow(
     if score:
         files = unlabelled_files(Path(source), spec)
         scored = score_days(files, None, Path(out) / "scores", truth, dataset)
-    reports = [asdict(outcome.report) for outcome in scored]
+    reports = [outcome.report for outcome in scored]
     create_markdown_artifact(pipeline_report(ingested, summary, reports), key="pipeline-report")
     return PipelineResult(backfill=ingested, training=summary, scores=scored)
