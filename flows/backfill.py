@@ -5,6 +5,7 @@ unless `allow_empty` says that a quiet day is expected: a nightly job must not s
 nothing without saying so.
 """
 
+from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -14,26 +15,22 @@ from schemas.datasets import DEFAULT_DATASET, DatasetSpec, get_dataset
 from tasks.cluster import dask_client
 from tasks.errors import InputError, NadError
 from tasks.ingest.files import ingest_partition, select_files
-from tasks.ingest.report import backfill_row
+from tasks.ingest.report import BackfillRow, backfill_row
 from tasks.ingest.store import claim_store
 
 
 class BackfillFailed(NadError):
     """Some files could not be ingested; the others landed. `rows` holds every file's row."""
 
-    def __init__(self, rows: list[dict]) -> None:
+    def __init__(self, rows: list[BackfillRow]) -> None:
         super().__init__(rows)
         self.rows = rows
 
     def __str__(self) -> str:
-        return "; ".join(f"{row['file']}: {row['status']}" for row in self.rows if is_failed(row))
+        return "; ".join(f"{row.file}: {row.status}" for row in self.rows if row.failed)
 
     def __repr__(self) -> str:  # as Prefect logs it: the message, not every row
         return f"{type(self).__name__}({str(self)!r})"
-
-
-def is_failed(row: dict) -> bool:
-    return row["status"].startswith("failed")
 
 
 def files_to_ingest(
@@ -65,7 +62,7 @@ def backfill_flow(
     dataset: str = DEFAULT_DATASET,
     allow_empty: bool = False,
     replace_anyway: bool = False,
-) -> list[dict]:
+) -> list[BackfillRow]:
     """Ingest the data files of `source` (for ZYELL: MMDD in [since, until]) concurrently.
 
     Partitions whose stored version came from the same file (sha256) are skipped unless
@@ -88,7 +85,11 @@ def backfill_flow(
         ]
         results = [future.result(raise_on_failure=False) for future in futures]
     rows = [backfill_row(path, result) for path, result in zip(paths, results, strict=True)]
-    create_table_artifact(rows, key="backfill-summary", description=f"Backfill of {source} into {store}")
-    if any(is_failed(row) for row in rows):
+    create_table_artifact(
+        [asdict(row) for row in rows],
+        key="backfill-summary",
+        description=f"Backfill of {source} into {store}",
+    )
+    if any(row.failed for row in rows):
         raise BackfillFailed(rows)
     return rows

@@ -10,18 +10,26 @@ import re
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 
-from schemas.datasets import DatasetSpec, PartitionError, get_dataset
+from schemas.context import FEATURE_SETS
+from schemas.datasets import DATASETS, DatasetSpec, PartitionError, get_dataset
 from schemas.firewall import CLASS_NAMES
-from schemas.generation import TrafficConfig, get_preset
+from schemas.generation import PresetName, TrafficConfig, get_preset
 from schemas.runtime import DASK_ADDRESS_ENV, QUIET_LOG_ENV
+from schemas.training import PRESET_NAMES
 from tasks.errors import InputError, message_about, message_of
 from tasks.registry.serving import MAX_REQUEST_ROWS, QUIET_TENSORFLOW
+from tasks.scoring.voting import VOTE_RULES
+
+if TYPE_CHECKING:  # the flow itself loads TensorFlow, so the commands import it when they run
+    from flows.pipeline import PipelineResult
+    from tasks.ingest.report import BackfillRow
 
 # Prefect's 20 s wait for its temporary server is too short on a busy 2-core machine.
 QUIET_DEFAULTS = {
@@ -37,30 +45,16 @@ app = typer.Typer(
 )
 
 
-class PresetChoice(StrEnum):
-    tiny = "tiny"
-    demo = "demo"
-    full = "full"
+# The choices come from the registries; a member's name is its value with `-` as `_`.
+def choices(name: str, values: Iterable[str]) -> type[StrEnum]:
+    return StrEnum(name, {value.replace("-", "_"): value for value in values})
 
 
-class TrainPreset(StrEnum):
-    default = "default"
-    paper = "paper"
-
-
-class FeatureSet(StrEnum):
-    paper = "paper"
-    context = "context"
-
-
-class VoteRule(StrEnum):  # tasks.scoring.voting.VOTE_RULES, without importing pandas at start
-    majority = "majority"
-    probability = "probability"
-
-
-class DatasetChoice(StrEnum):
-    zyell = "zyell"
-    nsl_kdd = "nsl-kdd"
+PresetChoice = choices("PresetChoice", get_args(PresetName))
+TrainPreset = choices("TrainPreset", PRESET_NAMES)
+FeatureSet = choices("FeatureSet", FEATURE_SETS)
+VoteRule = choices("VoteRule", VOTE_RULES)
+DatasetChoice = choices("DatasetChoice", DATASETS)
 
 
 DatasetOption = Annotated[
@@ -313,7 +307,7 @@ def backfill(
     replace_anyway: ReplaceAnywayOption = False,
 ) -> None:
     """Prefect flow: ingest every new or changed file of SOURCE_DIR, concurrently."""
-    from flows.backfill import BackfillFailed, backfill_flow, is_failed
+    from flows.backfill import BackfillFailed, backfill_flow
 
     try:
         rows = run_flow(
@@ -322,18 +316,18 @@ def backfill(
             replace_anyway=replace_anyway,
         )  # fmt: skip
     except BackfillFailed as failed:
-        echo_backfill_rows([row for row in failed.rows if not is_failed(row)])
+        echo_backfill_rows([row for row in failed.rows if not row.failed])
         raise
     echo_backfill_rows(rows)
     if not rows:
         typer.echo(f"no files to ingest in {source} (allowed by --allow-empty)")
 
 
-def echo_backfill_rows(rows: list[dict]) -> None:
+def echo_backfill_rows(rows: list["BackfillRow"]) -> None:
     for row in rows:
         typer.echo(
-            f"{row['file']}: {row['partition']} rows={row['rows']:,} kept={row['kept']:,} "
-            f"quarantined={row['quarantined']:,} out_of_scope={row['out_of_scope']:,} {row['status']}"
+            f"{row.file}: {row.partition} rows={row.rows:,} kept={row.kept:,} "
+            f"quarantined={row.quarantined:,} out_of_scope={row.out_of_scope:,} {row.status}"
         )
 
 
@@ -564,11 +558,11 @@ def pipeline(
     echo_pipeline_result(result, source)
 
 
-def echo_pipeline_result(result: dict, source: Path) -> None:
+def echo_pipeline_result(result: "PipelineResult", source: Path) -> None:
     """What the pipeline trained, registered and scored, or why it trained nothing."""
     from tasks.registry.tracking import comparison_table
 
-    training = result["training"]
+    training = result.training
     if training is None:
         typer.echo(f"no new files in {source}: nothing trained (--train-anyway trains on the store as it is)")
         return
@@ -578,7 +572,7 @@ def echo_pipeline_result(result: dict, source: Path) -> None:
         f"model version {tracking.version} (preset {training.config.preset}): {tracking.gate.decision}; "
         f"MLflow run {tracking.run_id}"
     )
-    for report in (outcome.report for outcome in result["scores"]):
+    for report in (outcome.report for outcome in result.scores):
         criterion = f"criterion {report.metrics['criterion']:.4f}" if report.metrics else "no labels"
         typer.echo(f"scored {Path(report.file).name}: {report.rows_read:,} rows, {criterion}")
 

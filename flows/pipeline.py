@@ -5,7 +5,7 @@ already in the store are skipped, and an unchanged split and scaler are reused. 
 alias only moves in the register step, the last of training, so a failed run never moves it.
 """
 
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -16,9 +16,21 @@ from flows.score import score_days
 from flows.train import train_flow
 from schemas.datasets import DEFAULT_DATASET, get_dataset
 from schemas.training import TrainConfig
+from tasks.ingest.report import BackfillRow
 from tasks.ingest.store import last_labelled_parts
 from tasks.registry.tracking import pipeline_report
-from tasks.scoring.score import unlabelled_files
+from tasks.scoring.score import ScoredFile, unlabelled_files
+from tasks.training.summary import TrainingSummary
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What one pipeline run did: the backfill's rows, the training (None when it trained
+    nothing) and the scored files."""
+
+    backfill: list[BackfillRow]
+    training: TrainingSummary | None
+    scores: list[ScoredFile]
 
 
 @flow(name="pipeline")
@@ -36,7 +48,7 @@ def pipeline_flow(
     allow_empty: bool = False,
     train_anyway: bool = False,
     feature_set: str | None = None,
-) -> dict:
+) -> PipelineResult:
     """Backfill `source` into `store`, train on the last `last_days` labelled partitions (with
     `preset`, default `default`, the overrides of `config_file`, and `feature_set`), and with
     `score`, score the unlabelled files of `source` with the new champion.
@@ -55,7 +67,7 @@ def pipeline_flow(
         ingested = getattr(error, "rows", [])
     if not ingested and not train_anyway:
         get_run_logger().warning("no new files in %s: not training (train_anyway trains anyway)", source)
-        return {"backfill": [], "training": None, "scores": []}
+        return PipelineResult(backfill=[], training=None, scores=[])
     parts = last_labelled_parts(Path(store), last_days)
     config = TrainConfig.from_file(config_file, preset, feature_set)
     summary = train_flow(Path(store), parts, config, Path(out), dask_address, dataset)
@@ -63,6 +75,6 @@ def pipeline_flow(
     if score:
         files = unlabelled_files(Path(source), spec)
         scored = score_days(files, None, Path(out) / "scores", truth, dataset)
-    reports = [asdict(outcome.report) for outcome in scored]
+    reports = [outcome.report for outcome in scored]
     create_markdown_artifact(pipeline_report(ingested, summary, reports), key="pipeline-report")
-    return {"backfill": ingested, "training": summary, "scores": scored}
+    return PipelineResult(backfill=ingested, training=summary, scores=scored)

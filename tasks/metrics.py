@@ -44,14 +44,22 @@ def confusion_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return confusion_of_codes(t, p)
 
 
-def confusion_of_codes(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Counts, rows true class and columns predicted, of class codes (CLASS_NAMES indices); a truth
-    code below 0 (a label outside the five classes) is left out. The one confusion counter."""
+def confusion_of_codes(truth: np.ndarray, predicted: np.ndarray, size: int = len(CLASS_NAMES)) -> np.ndarray:
+    """Counts, rows true class and columns predicted, of class codes (CLASS_NAMES indices, or the
+    `size` classes of one net); a truth code below 0 (a label outside the classes) is left out.
+    The one confusion counter."""
     truth, predicted = np.asarray(truth, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
     known = truth >= 0
-    size = len(CLASS_NAMES)
-    pairs = truth[known] * size + predicted[known]
-    return np.bincount(pairs, minlength=size * size).reshape(size, size)
+    return joint_counts((truth[known], predicted[known]), size)
+
+
+def joint_counts(codes: tuple[np.ndarray, ...], size: int = len(CLASS_NAMES)) -> np.ndarray:
+    """How many rows have each combination of codes: an array of shape (size,) * len(codes),
+    indexed by the codes in the order given (two code arrays give a confusion matrix)."""
+    flat = np.zeros(len(codes[0]), dtype=np.int64)
+    for column in codes:
+        flat = flat * size + np.asarray(column, dtype=np.int64)
+    return np.bincount(flat, minlength=size ** len(codes)).reshape((size,) * len(codes))
 
 
 @dataclass(frozen=True)

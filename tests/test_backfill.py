@@ -78,11 +78,11 @@ def test_rerun_skips_unchanged_days_unless_forced(source: Path, tmp_path: Path, 
     (source / "1217_firewall.csv").unlink()
     store = tmp_path / "store"
     first = backfill_flow(source, store)
-    assert {row["status"] for row in first} == {"ingested"}
+    assert {row.status for row in first} == {"ingested"}
     again = backfill_flow(source, store, since="1210", until="1216")
-    assert [(row["file"], row["status"]) for row in again] == [(TRAIN[1], "skipped"), (TRAIN[2], "skipped")]
+    assert [(row.file, row.status) for row in again] == [(TRAIN[1], "skipped"), (TRAIN[2], "skipped")]
     forced = backfill_flow(source, store, since="1216", force=True)
-    assert [(row["file"], row["status"]) for row in forced] == [(TRAIN[2], "ingested")]
+    assert [(row.file, row.status) for row in forced] == [(TRAIN[2], "ingested")]
 
 
 @pytest.fixture
@@ -111,10 +111,8 @@ def test_backfill_uses_the_cluster_named_in_the_environment(
     (source / "1217_firewall.csv").unlink()
     monkeypatch.setenv(DASK_ADDRESS_ENV, real_cluster)
     rows = backfill_flow(source, tmp_path / "store")
-    assert [row["status"] for row in rows] == ["ingested"] * 3
-    assert (
-        read_report(tmp_path / "store", stored_parts(tmp_path / "store")[0])["rows_read"] == rows[0]["rows"]
-    )
+    assert [row.status for row in rows] == ["ingested"] * 3
+    assert read_report(tmp_path / "store", stored_parts(tmp_path / "store")[0])["rows_read"] == rows[0].rows
     with Client(real_cluster) as client:
         prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
     # the ingest's block tasks (`parse-block` fused with `store_partition`: prefix `parse`) ran there

@@ -118,7 +118,7 @@ def test_pipeline_after_an_empty_backfill_does_not_train(
     quiet_day.mkdir()
     out = tmp_path / "out"
     result = pipeline_flow(quiet_day, labelled_store, out=out, allow_empty=True)
-    assert result["training"] is None and result["backfill"] == []
+    assert result.training is None and result.backfill == []
     assert not (out / "runs").exists()
 
 
@@ -135,7 +135,7 @@ def test_pipeline_after_an_empty_backfill_trains_when_told(
     out = tmp_path / "out"
     told = {"allow_empty": True, "train_anyway": True}
     result = pipeline_flow(quiet_day, labelled_store, out=out, config_file=config, **told)
-    assert result["backfill"] == [] and result["training"].tracking.version
+    assert result.backfill == [] and result.training.tracking.version
     assert (out / "runs" / "latest" / "fusion").is_dir()
 
 

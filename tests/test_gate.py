@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from schemas.firewall import CLASS_NAMES, NORMAL
 from schemas.training import NetConfig, SplitConfig, TrainConfig
-from tasks.metrics import evaluate_confusion
+from tasks.metrics import confusion_of_codes, evaluate_confusion
 from tasks.model.fusion import load_predictor
 from tasks.registry.gate import (
     CHANGED,
@@ -34,7 +34,6 @@ from tasks.registry.tracking import champion_gate, champion_manifest
 from tasks.training.evaluate import predict_split_file
 from tasks.training.split import ROW, Assignment, SplitResult, class_thresholds, row_keys
 from tasks.training.summary import FIRST_VERSION, NOT_COMPARED, SAME_ROWS, GateRows
-from tasks.training.threshold import confusion_of
 
 X = ["day=2020-12-03", "day=2020-12-10"]  # the champion's days
 X_AND_Y = [*X, "day=2020-12-16"]  # the challenger's
@@ -244,7 +243,7 @@ def criterion_on(fusion_dir: str, files: list[str], keep: set[tuple[int, int]]) 
         file_truth, file_predicted = predict_split_file(predictor, path)
         truth.append(file_truth[mask])
         predicted.append(file_predicted[mask])
-    return evaluate_confusion(confusion_of(np.concatenate(truth), np.concatenate(predicted))).criterion
+    return evaluate_confusion(confusion_of_codes(np.concatenate(truth), np.concatenate(predicted))).criterion
 
 
 @pytest.fixture(scope="module")

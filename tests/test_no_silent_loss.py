@@ -145,7 +145,7 @@ def test_backfill_refuses_the_emptying_version_unless_replace_anyway(
         backfill_flow(bad.parent, good_store)
     assert stored_rows(good_store) == stored and trash(good_store) == []
     rows = backfill_flow(bad.parent, good_store, replace_anyway=True)
-    assert [row["kept"] for row in rows] == [0] and stored_rows(good_store) == 0
+    assert [row.kept for row in rows] == [0] and stored_rows(good_store) == 0
 
 
 # ---------------------------------------------------------------- 2. a scored file that keeps no row

@@ -188,8 +188,8 @@ def test_a_store_holds_one_dataset(sample: Path, tmp_path: Path, dask_cluster_cl
 
 def test_backfill_takes_the_dataset(sample: Path, tmp_path: Path, prefect_harness) -> None:
     rows = backfill_flow(sample.parent, tmp_path / "store", dataset="nsl-kdd")
-    assert [(row["partition"], row["out_of_scope"]) for row in rows] == [("sample", OUT_OF_SCOPE)]
-    assert rows[0]["rows"] == sum(PER_CLASS.values()) == rows[0]["kept"] + OUT_OF_SCOPE
+    assert [(row.partition, row.out_of_scope) for row in rows] == [("sample", OUT_OF_SCOPE)]
+    assert rows[0].rows == sum(PER_CLASS.values()) == rows[0].kept + OUT_OF_SCOPE
     with pytest.raises(ValueError, match="carry no day"):
         backfill_flow(sample.parent, tmp_path / "store", since="0101", dataset="nsl-kdd")
 
@@ -302,11 +302,11 @@ def test_pipeline_flow_backfills_trains_and_scores_nsl_kdd(
     result = pipeline_flow(
         source, tmp_path / "store", None, tmp_path / "out", config, True, truth, dataset="nsl-kdd"
     )
-    assert [row["partition"] for row in result["backfill"]] == ["fresh", "sample"]
-    assert result["training"].split.partitions.keys() == {"file=sample"}
-    assert result["training"].tracking.model_name == "nad-fusion-nsl-kdd"
-    fused = load_predictor(Path(result["training"].predictors["fusion"]))
+    assert [row.partition for row in result.backfill] == ["fresh", "sample"]
+    assert result.training.split.partitions.keys() == {"file=sample"}
+    assert result.training.tracking.model_name == "nad-fusion-nsl-kdd"
+    fused = load_predictor(Path(result.training.predictors["fusion"]))
     assert fused.preprocessing.one_hot == NSL_KDD.one_hot_columns and fused.preprocessing.width == 124
-    [scored] = result["scores"]
+    [scored] = result.scores
     assert Path(scored.file).name == "fresh.txt" and scored.report.rows_read == len(lines)
     assert sum(map(sum, scored.report.metrics["confusion"])) == len(lines) - OUT_OF_SCOPE

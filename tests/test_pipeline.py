@@ -109,15 +109,15 @@ def test_pipeline_resumes_after_a_failure_and_never_moves_the_alias_on_failure(
 
     runs.unlink()
     result = pipeline_flow(source, store, 3, out, config, score=True, truth=tiny_dir / "truth")
-    assert {row["status"] for row in result["backfill"]} == {"skipped"}
+    assert {row.status for row in result.backfill} == {"skipped"}
     assert store_rows(store) == landed
-    training = result["training"]
+    training = result.training
     assert training.split.reused and Path(training.split.folder) == split_folder
     tracking = training.tracking
     assert (tracking.version, tracking.gate.decision) == ("1", "promoted") and champion_version() == "1"
     assert MlflowClient().get_run(tracking.run_id).data.tags["gate.decision"] == "promoted"
-    assert [Path(scored.file).name[:4] for scored in result["scores"]] == ["0123", "0124", "0125", "0126"]
-    reports = [scored.report for scored in result["scores"]]
+    assert [Path(scored.file).name[:4] for scored in result.scores] == ["0123", "0124", "0125", "0126"]
+    reports = [scored.report for scored in result.scores]
     assert all(r.metrics and r.rows_read == r.rows_kept + r.rows_quarantined for r in reports)
 
     runs = failing_inside_training(out)

@@ -80,17 +80,34 @@ def unchanged_report(previous: dict | None, scan: FileScan, path: Path) -> Inges
     return IngestReport(**{**previous, "file": str(path), "status": "skipped"})
 
 
-def backfill_row(path: Path, result: IngestReport | BaseException) -> dict:
-    """One line of a backfill table: partition, rows, kept, quarantined, out of scope, status."""
+@dataclass(frozen=True)
+class BackfillRow:
+    """One line of a backfill table: a file, its partition and row counts (None when the file
+    failed), and its status (ingested, skipped, or `failed: WHY`)."""
+
+    file: str
+    partition: str | None
+    rows: int | None
+    kept: int | None
+    quarantined: int | None
+    out_of_scope: int | None
+    status: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status.startswith("failed")
+
+
+def backfill_row(path: Path, result: IngestReport | BaseException) -> BackfillRow:
+    """The backfill table's line for one file: its report's counts, or why it failed."""
     if isinstance(result, BaseException):
-        counts = dict.fromkeys(("partition", "rows", "kept", "quarantined", "out_of_scope"))
-        return {"file": path.name, **counts, "status": f"failed: {message_of(result)}"}
-    return {
-        "file": path.name,
-        "partition": result.partition,
-        "rows": result.rows_read,
-        "kept": result.rows_kept,
-        "quarantined": result.rows_quarantined,
-        "out_of_scope": result.rows_out_of_scope,
-        "status": result.status,
-    }
+        return BackfillRow(path.name, None, None, None, None, None, f"failed: {message_of(result)}")
+    return BackfillRow(
+        file=path.name,
+        partition=result.partition,
+        rows=result.rows_read,
+        kept=result.rows_kept,
+        quarantined=result.rows_quarantined,
+        out_of_scope=result.rows_out_of_scope,
+        status=result.status,
+    )

@@ -37,6 +37,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.files import atomic_path
+
 QUARANTINE_DIR = "_quarantine"
 OUT_OF_SCOPE_DIR = "_out_of_scope"
 DATASET_FILE = "_dataset.json"
@@ -183,12 +185,10 @@ def write_journal(store: Path, part: str, stage: Stage) -> None:
     entry = {"stage": str(stage.root), "trash": str(store / TRASH_DIR / stage.root.name), "moves": moves}
     path = journal_path(store, part)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
         json.dump(entry, handle)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def apply_journal(store: Path, part: str) -> bool:

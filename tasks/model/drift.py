@@ -13,7 +13,6 @@ the training maximum lands in the last bin, empty in the reference.
 """
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from schemas.firewall import CLASS_NAMES
+from tasks.files import write_text_atomic
 
 BINS = 10  # deciles, as PSI is usually computed
 SAMPLE_ROWS = 100_000  # pass 1 keeps about this many rows of the train split for the cut points
@@ -206,10 +206,7 @@ def drift_report(
 
 
 def write_report(report: DriftReport, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(asdict(report), indent=2))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(asdict(report), indent=2))
 
 
 def read_report(path: Path) -> DriftReport:

@@ -10,7 +10,6 @@ one JSON artifact; no pickles.
 """
 
 import json
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from prefect import task
 from schemas.context import ContextSpec
 from schemas.datasets import ZYELL, CategoricalColumn, DatasetSpec, get_dataset
 from tasks.errors import retry_if_transient
+from tasks.files import write_text_atomic
 from tasks.model.context import frame_context
 from tasks.model.drift import ReferenceProfile, fit_reference
 
@@ -161,11 +161,7 @@ class Preprocessing:
         return get_dataset(self.dataset)
 
     def save(self, folder: Path) -> Path:
-        path = Path(folder) / ARTIFACT_NAME
-        tmp = path.with_name(f".{ARTIFACT_NAME}.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(Path(folder) / ARTIFACT_NAME, json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, folder: Path) -> "Preprocessing":

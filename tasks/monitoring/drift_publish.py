@@ -1,7 +1,6 @@
 """Drift reports of several days, shown: a PNG heatmap of days x inputs, a Prefect table
 artifact, and MLflow artifacts on the scoring runs."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from tasks.errors import InputError
+from tasks.files import atomic_path
 from tasks.model.drift import DriftReport, read_report
 
 HEATMAP_NAME = "drift-heatmap.png"
@@ -40,10 +40,9 @@ def write_heatmap(reports: list[DriftReport], path: Path) -> Path:
     figure.colorbar(image, ax=axes, label=f"PSI (x: over {reports[0].threshold:g})")
     axes.set_title("PSI of each day's model inputs against the training period", fontsize=9)
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=110)
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=110)
     pyplot.close(figure)
-    os.replace(tmp, path)
     return path
 
 

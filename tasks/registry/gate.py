@@ -23,11 +23,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from tasks.ingest.parse import LINE_COLUMN
-from tasks.metrics import evaluate_confusion
+from tasks.metrics import confusion_of_codes, evaluate_confusion
 from tasks.model.fusion import Predictor
 from tasks.training.split import CLOCK, GROUP_COLUMN, StorePart, assigned_splits
 from tasks.training.summary import FIRST_VERSION, NOT_COMPARED, SAME_ROWS, GateDecision, GateFigures, GateRows
-from tasks.training.threshold import bootstrap_gain_bound, confusion_of
+from tasks.training.threshold import bootstrap_gain_bound
 
 CONFIDENCE: Final = 0.95
 RESAMPLES: Final = 1000
@@ -129,7 +129,7 @@ def score_gate_rows(
 
 
 def figures(truth: np.ndarray, predicted: np.ndarray) -> GateFigures:
-    evaluation = evaluate_confusion(confusion_of(truth, predicted))
+    evaluation = evaluate_confusion(confusion_of_codes(truth, predicted))
     return GateFigures(evaluation.criterion, evaluation.fbeta, evaluation.far)
 
 

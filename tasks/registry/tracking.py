@@ -12,6 +12,7 @@ import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import Protocol
 
 import mlflow
 import pandas as pd
@@ -24,6 +25,7 @@ from prefect import task
 
 from schemas.datasets import DatasetSpec, get_dataset
 from tasks.errors import ModelError
+from tasks.ingest.report import BackfillRow
 from tasks.ingest.store import part_dir, stored_parts
 from tasks.metrics import HEADLINE, Evaluation, per_class_report, plot_confusion
 from tasks.model.fusion import load_predictor
@@ -349,7 +351,23 @@ def run_link(run_id: str) -> str:
     return f"run {run_id} (mlflow ui --backend-store-uri {uri})"
 
 
-def pipeline_report(ingested: list[dict], summary: TrainingSummary, scored: list[dict]) -> str:
+class ScoredFileReport(Protocol):
+    """What the pipeline report shows of a scored file: a `tasks.scoring.score.ScoreReport`
+    (scoring comes after the registry, so this module names only the fields it reads)."""
+
+    @property
+    def file(self) -> str: ...
+    @property
+    def rows_read(self) -> int: ...
+    @property
+    def rows_quarantined(self) -> int: ...
+    @property
+    def metrics(self) -> dict | None: ...
+
+
+def pipeline_report(
+    ingested: list[BackfillRow], summary: TrainingSummary, scored: list[ScoredFileReport]
+) -> str:
     """The pipeline's markdown artifact: rows, the comparison, the gate and the MLflow run."""
     tracking = summary.tracking
     gate = tracking.gate
@@ -362,8 +380,8 @@ def pipeline_report(ingested: list[dict], summary: TrainingSummary, scored: list
     ]
     lines.append("|---|---|---:|---:|---:|---:|---|")
     lines += [
-        f"| {r['file']} | {r['partition']} | {r['rows']} | {r['kept']} | {r['quarantined']} "
-        f"| {r['out_of_scope']} | {r['status']} |"
+        f"| {r.file} | {r.partition} | {r.rows} | {r.kept} | {r.quarantined} "
+        f"| {r.out_of_scope} | {r.status} |"
         for r in ingested
     ]
     lines += ["", "## Fusion against baseline", "", comparison_table(summary.evaluations), ""]
@@ -383,9 +401,9 @@ def pipeline_report(ingested: list[dict], summary: TrainingSummary, scored: list
             "|---|---:|---:|---:|",
         ]
         for report in scored:
-            criterion = f"{report['metrics']['criterion']:.4f}" if report["metrics"] else "no labels"
-            name = Path(report["file"]).name
-            lines.append(f"| {name} | {report['rows_read']} | {report['rows_quarantined']} | {criterion} |")
+            criterion = f"{report.metrics['criterion']:.4f}" if report.metrics else "no labels"
+            name = Path(report.file).name
+            lines.append(f"| {name} | {report.rows_read} | {report.rows_quarantined} | {criterion} |")
     return "\n".join(lines) + "\n"
 
 

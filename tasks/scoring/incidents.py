@@ -23,6 +23,7 @@ from prefect import task
 from schemas.datasets import ZYELL
 from schemas.firewall import CLASS_NAMES, NORMAL
 from tasks.errors import message_about
+from tasks.files import atomic_path
 from tasks.ingest.parse import LINE_COLUMN
 from tasks.scoring.predictions import PREDICTED, PREDICTIONS_SUFFIX, PROBABILITY
 
@@ -240,12 +241,8 @@ def write_incidents(
     attacks = read_attacks(predictions, truth_dir, rows_read)
     detection = None if attacks is None else detect_episodes(flagged, attacks, TRUTH, gap_seconds)
     target = incidents_path(predictions)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
+    with atomic_path(target) as tmp:
         incidents.to_parquet(tmp, index=False)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return FileIncidents(predictions, target, incidents, detection)
 
 

@@ -7,7 +7,6 @@ of a predictions folder against them.
 """
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pyarrow.parquet as pq
 from schemas.datasets import DatasetSpec
 from schemas.firewall import CLASS_NAMES
 from tasks.errors import InputError, message_of
+from tasks.files import atomic_path
 from tasks.ingest.parse import ARROW_KINDS, LINE_COLUMN, label_codes
 from tasks.metrics import confusion_matrix, evaluate_confusion
 
@@ -55,23 +55,14 @@ def truth_for(path: Path, truth: Path, data_lines: int, spec: DatasetSpec) -> np
 
 
 def atomic_parquet(frames, path: Path, schema: arrow.Schema) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for frame in frames:
-                writer.write_table(arrow.Table.from_pandas(frame, schema=schema, preserve_index=False))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for frame in frames:
+            writer.write_table(arrow.Table.from_pandas(frame, schema=schema, preserve_index=False))
 
 
 def atomic_frame(frames: list[pd.DataFrame], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def prediction_schema(spec: DatasetSpec) -> arrow.Schema:

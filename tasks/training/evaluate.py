@@ -6,8 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from prefect import task
 
-from schemas.firewall import CLASS_NAMES
-from tasks.metrics import Evaluation, evaluate_confusion
+from tasks.metrics import Evaluation, confusion_of_codes, evaluate_confusion
 from tasks.model.fusion import load_predictor
 from tasks.training.split import SplitResult
 
@@ -32,11 +31,9 @@ def predict_split_file(predictor, path: str) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate_files(predictor, files: list[str]) -> Evaluation:
     """Confusion over encoded split files, one file at a time."""
-    size = len(CLASS_NAMES)
-    confusion = np.zeros((size, size), dtype=np.int64)
+    confusion = confusion_of_codes([], [])
     for path in files:
-        truth, predicted = predict_split_file(predictor, path)
-        confusion += np.bincount(truth * size + predicted, minlength=size * size).reshape(size, size)
+        confusion += confusion_of_codes(*predict_split_file(predictor, path))
     return evaluate_confusion(confusion)
 
 

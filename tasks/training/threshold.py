@@ -17,7 +17,7 @@ import numpy as np
 from prefect import task
 
 from schemas.firewall import CLASS_NAMES
-from tasks.metrics import evaluate_confusion
+from tasks.metrics import confusion_of_codes, evaluate_confusion, joint_counts
 from tasks.model.fusion import FusionModel, load_predictor, set_threshold
 from tasks.training.evaluate import read_encoded
 
@@ -58,14 +58,12 @@ def fused_codes(outputs: FusionOutputs, threshold: float) -> np.ndarray:
     return np.where(outputs.probability >= threshold, outputs.attack_class, 0).astype(np.int64)
 
 
-def confusion_of(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    return np.bincount(truth * SIZE + predicted, minlength=SIZE * SIZE).reshape(SIZE, SIZE)
+def criterion_at(outputs: FusionOutputs, threshold: float) -> float:
+    return evaluate_confusion(confusion_of_codes(outputs.truth, fused_codes(outputs, threshold))).criterion
 
 
 def criterion_curve(outputs: FusionOutputs, grid: tuple[float, ...]) -> np.ndarray:
-    return np.array(
-        [evaluate_confusion(confusion_of(outputs.truth, fused_codes(outputs, t))).criterion for t in grid]
-    )
+    return np.array([criterion_at(outputs, t) for t in grid])
 
 
 def best_threshold(grid: tuple[float, ...], criteria: np.ndarray, default: float) -> float:
@@ -78,7 +76,7 @@ def bootstrap_gain_bound(
     truth: np.ndarray, before: np.ndarray, after: np.ndarray, resamples: int, confidence: float, seed: int
 ) -> float:
     """Lower confidence bound of criterion(after) - criterion(before), by a paired bootstrap of rows."""
-    cells = np.bincount((truth * SIZE + before) * SIZE + after, minlength=SIZE**3)
+    cells = joint_counts((truth, before, after)).ravel()
     draws = np.random.default_rng(seed).multinomial(cells.sum(), cells / cells.sum(), size=resamples)
     joint = draws.reshape(resamples, SIZE, SIZE, SIZE)  # truth, before, after
     gains = [
@@ -99,7 +97,7 @@ def choose_threshold(
     """The best threshold of the grid if its gain over `default` is significant, else `default`."""
     criteria = criterion_curve(outputs, grid)
     best = best_threshold(grid, criteria, default)
-    at_default = evaluate_confusion(confusion_of(outputs.truth, fused_codes(outputs, default))).criterion
+    at_default = criterion_at(outputs, default)
     bound = 0.0
     if best != default:
         before, after = fused_codes(outputs, default), fused_codes(outputs, best)

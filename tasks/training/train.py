@@ -23,7 +23,7 @@ from prefect.exceptions import MissingContextError
 
 from schemas.firewall import ATTACK_NAMES, CLASS_NAMES
 from schemas.training import BatchRange, TrainConfig
-from tasks.metrics import class_scores
+from tasks.metrics import class_scores, confusion_of_codes
 from tasks.model.preprocess import Preprocessing
 from tasks.model.quiet_start import import_keras
 from tasks.progress import Progress
@@ -269,7 +269,7 @@ class ValidationFbeta(keras.callbacks.Callback):
                 (scores[:, 0] >= 0.5).astype(np.int64) if self.spec.outputs == 1 else scores.argmax(axis=1)
             )
             truth = y.numpy().astype(np.int64)
-            confusion += np.bincount(truth * size + guess, minlength=size * size).reshape(size, size)
+            confusion += confusion_of_codes(truth, guess, size)
         self.values.append(float(class_scores(confusion)["fbeta"].mean()))
         if logs is not None:
             logs["val_fbeta"] = self.values[-1]
