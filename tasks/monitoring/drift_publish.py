@@ -28,7 +28,9 @@ def write_heatmap(reports: list[DriftReport], path: Path) -> Path:
 
     inputs = list(reports[0].psi)
     values = np.array([[report.psi.get(name, np.nan) for name in inputs] for report in reports])
-    figure, axes = pyplot.subplots(figsize=(max(6, 0.32 * len(inputs) + 3), 1.2 + 0.45 * len(reports)))
+    label_inches = 0.07 * max(len(name) for name in inputs)  # the inputs' names stand upright below
+    size = (max(6, 0.32 * len(inputs) + 3), 1.6 + 0.45 * len(reports) + label_inches)
+    figure, axes = pyplot.subplots(figsize=size, layout="constrained")
     image = axes.imshow(values, aspect="auto", cmap="magma_r", vmin=0, vmax=max(1.0, np.nanmax(values)))
     axes.set_xticks(range(len(inputs)), inputs, rotation=90, fontsize=7)
     labels = [f"{day_name(r)}{' DRIFT' if r.drifted else ''}" for r in reports]
@@ -39,7 +41,6 @@ def write_heatmap(reports: list[DriftReport], path: Path) -> Path:
                 axes.text(column, row, "x", ha="center", va="center", color="white", fontsize=7)
     figure.colorbar(image, ax=axes, label=f"PSI (x: over {reports[0].threshold:g})")
     axes.set_title("PSI of each day's model inputs against the training period", fontsize=9)
-    figure.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         figure.savefig(tmp, dpi=110)
     pyplot.close(figure)
