@@ -194,6 +194,7 @@ def generate(
 
 
 StoreOption = Annotated[Path, typer.Option(help="The Parquet store (created if missing).")]
+FilledStoreOption = Annotated[Path, typer.Option(help="The Parquet store nad ingest or backfill filled.")]
 ReplaceAnywayOption = Annotated[
     bool,
     typer.Option(
@@ -358,7 +359,7 @@ FeatureSetOption = Annotated[
 
 @app.command()
 def train(
-    store: StoreOption,
+    store: FilledStoreOption,
     partitions: Annotated[
         str | None,
         typer.Option(
@@ -380,6 +381,8 @@ def train(
     from tasks.ingest.store import StoreError, check_store
 
     spec = get_dataset(dataset)
+    if not store.is_dir():
+        raise InputError(f"{store}: no such folder (--store); nad ingest or nad backfill fills a store")
     try:
         check_store(store, spec.name)
     except StoreError as error:

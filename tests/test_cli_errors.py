@@ -170,9 +170,18 @@ def test_debug_shows_the_traceback_as_well(nad_env: dict, tmp_path: Path) -> Non
 
 
 def test_training_on_an_empty_store_is_one_line_and_not_retried(nad_env: dict, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     result = nad(nad_env, "train", "--store", tmp_path / "empty", "--out", tmp_path / "out")
     assert error_line(result) == f"error: no labelled partitions to split in {tmp_path / 'empty'}"
     assert "Retry 1/" not in result.stderr
+
+
+def test_training_on_a_missing_store_says_so_before_any_work(nad_env: dict, tmp_path: Path) -> None:
+    result = nad(nad_env, "train", "--store", tmp_path / "nostore", "--out", tmp_path / "out")
+    assert error_line(result) == (
+        f"error: {tmp_path / 'nostore'}: no such folder (--store); nad ingest or nad backfill fills a store"
+    )
+    assert "Prefect" not in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_training_on_a_store_without_attacks_is_one_line(
