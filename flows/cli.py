@@ -381,14 +381,14 @@ def train(
     from tasks.ingest.store import StoreError, check_store
 
     spec = get_dataset(dataset)
-    if not store.is_dir():
-        raise InputError(f"{store}: no such folder (--store); nad ingest or nad backfill fills a store")
     try:
         check_store(store, spec.name)
     except StoreError as error:
         raise typer.BadParameter(str(error), param_hint="--dataset") from error
     parts = parse_partitions(partitions, spec)
     settings = read_config(config, preset, feature_set, spec)  # before TensorFlow is imported
+    if not store.is_dir():
+        raise InputError(f"{store}: no such folder (--store); nad ingest or nad backfill fills a store")
     from flows.train import train_flow
     from tasks.registry.tracking import training_report
 
