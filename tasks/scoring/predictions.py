@@ -45,10 +45,14 @@ def read_truth(path: Path, spec: DatasetSpec) -> np.ndarray:
 
 def truth_for(path: Path, truth: Path, data_lines: int, spec: DatasetSpec) -> np.ndarray:
     """The truth file's class codes, checked to hold one label per data line of `path`."""
-    codes = read_truth(truth, spec)
-    if len(codes) != data_lines:
+    return counted_labels(truth, read_truth(truth, spec), data_lines, f"rows of {path}")
+
+
+def counted_labels(truth: Path, codes: np.ndarray, rows: int, of_what: str) -> np.ndarray:
+    """`codes`, once they hold one label per data line (`rows` of them)."""
+    if len(codes) != rows:
         raise InputError(
-            f"{truth}: {len(codes):,} labels for the {data_lines:,} rows of {path}; "
+            f"{truth}: {len(codes):,} labels for the {rows:,} {of_what}; "
             "a truth file has one label per data line"
         )
     return codes
@@ -104,13 +108,8 @@ def checked_truth(
     """The class codes of the truth file for `predictions`, which must hold one label per data
     line of the scored file (`rows_read`, else as its summary counts them), as for `nad score --truth`."""
     source = truth_file(predictions, truth_dir)
-    truth = read_truth(source, spec)
-    if len(truth) != (expected := rows_read if rows_read is not None else rows_scored(predictions)):
-        raise InputError(
-            f"{source}: {len(truth):,} labels for the {expected:,} rows scored into {predictions}; "
-            "a truth file has one label per data line"
-        )
-    return truth
+    rows = rows_read if rows_read is not None else rows_scored(predictions)
+    return counted_labels(source, read_truth(source, spec), rows, f"rows scored into {predictions}")
 
 
 def prediction_confusion(predictions: Path, truth_dir: Path, spec: DatasetSpec) -> np.ndarray:
