@@ -3,8 +3,6 @@ with every row stored exactly once, on a real `dask scheduler` and two `dask wor
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,53 +14,22 @@ from distributed import Client
 
 from tasks.ingest.files import ingest_file
 from tasks.ingest.store import part_dir, read_report, stored_parts
-from tests.helpers import free_port
+from tests.helpers import dask_processes
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-DASK = str(Path(sys.executable).parent / "dask")
 DAY = "0126_firewall.csv"  # the largest tiny day
 BLOCK_BYTES = 8_000  # dozens of blocks, so the kill lands while most are still to do
 
 
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[tuple[str, dict[str, int]]]:
-    """A scheduler and two single-threaded workers without nannies (a killed worker stays dead),
-    each its own process on 127.0.0.1; yields the address and each worker's pid by address."""
-    address = f"tcp://127.0.0.1:{free_port()}"
-    common = {
-        "env": {**os.environ, "PYTHONPATH": str(REPO)},
-        "cwd": tmp_path,
-        "stdout": subprocess.DEVNULL,
-        "stderr": subprocess.DEVNULL,
-    }
-    port = address.rsplit(":", 1)[1]
-    processes = [
-        subprocess.Popen(
-            [DASK, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"], **common
-        )
-    ]
-    worker = [
-        DASK,
-        "worker",
-        address,
-        "--nthreads",
-        "1",
-        "--no-nanny",
-        "--no-dashboard",
-        "--host",
-        "127.0.0.1",
-    ]
-    processes += [subprocess.Popen(worker, **common) for _ in range(2)]
-    try:
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-            yield address, client.run(os.getpid)
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait(timeout=30)
+    """A scheduler and two workers without nannies (a killed worker stays dead), each its own
+    process on 127.0.0.1; yields the address and each worker's pid by address."""
+    with dask_processes(tmp_path, workers=2, nanny=False) as cluster:
+        with Client(cluster.address, timeout=60) as client:
+            pids = client.run(os.getpid)
+        yield cluster.address, pids
 
 
 def kill_a_busy_worker(
