@@ -112,7 +112,7 @@ def test_backfill_uses_the_cluster_named_in_the_environment(
     monkeypatch.setenv(DASK_ADDRESS_ENV, real_cluster)
     rows = backfill_flow(source, tmp_path / "store")
     assert [row.status for row in rows] == ["ingested"] * 3
-    assert read_report(tmp_path / "store", stored_parts(tmp_path / "store")[0])["rows_read"] == rows[0].rows
+    assert read_report(tmp_path / "store", stored_parts(tmp_path / "store")[0]).rows_read == rows[0].rows
     with Client(real_cluster) as client:
         prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
     # the ingest's block tasks (`parse-block` fused with `store_partition`: prefix `parse`) ran there

@@ -391,7 +391,7 @@ def test_a_5_mb_value_goes_to_quarantine_quoted_short(
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(result.stdout) + len(result.stderr) < 20_000
     [part] = stored_parts(store)
-    assert read_report(store, part)["rows_quarantined"] == 1
+    assert read_report(store, part).rows_quarantined == 1
     assert (store / part / "_report.json").stat().st_size < 5_000
     [row] = pd.read_parquet(quarantine_dir(store, part)).to_dict("records")
     assert row["line"] == 8 and row["rule"] == f"app: longer than {MAX_TEXT_LENGTH} characters"

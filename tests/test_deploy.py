@@ -90,4 +90,4 @@ def test_backfill_deployment_runs_on_a_process_worker(
             worker.kill()
         worker_log.close()
     assert stored_parts(store) == ["day=2020-12-03", "day=2020-12-10"]
-    assert all(read_report(store, part)["rows_read"] > 0 for part in stored_parts(store))
+    assert all(read_report(store, part).rows_read > 0 for part in stored_parts(store))

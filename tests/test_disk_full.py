@@ -45,7 +45,7 @@ def assert_store_whole(store: Path) -> list[str]:
     version lies in staging or the journal. Returns the stored days."""
     days = stored_parts(store)
     for part in days:
-        assert len(pd.read_parquet(part_dir(store, part))) == read_report(store, part)["rows_kept"], part
+        assert len(pd.read_parquet(part_dir(store, part))) == read_report(store, part).rows_kept, part
     for leftover in (STAGING_DIR, JOURNAL_DIR):
         assert not list((store / leftover).glob("*")), leftover
     return days

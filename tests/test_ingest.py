@@ -212,7 +212,7 @@ def test_report_holds_counts_span_and_hash(
     report = ingest_file(tiny_dir / NAME, tmp_path, dask_cluster_client)
     stored = json.loads((part_dir(tmp_path, PART) / REPORT_NAME).read_text())
     summary = next(s for s in tiny_days if s.file == NAME)
-    assert stored == read_report(tmp_path, PART)
+    assert stored == read_report(tmp_path, PART).to_dict()
     assert stored["partition"] == DAY and stored["dataset"] == "zyell" and stored["rows_read"] == summary.rows
     assert stored["classes"] == {k: v for k, v in summary.class_counts.items() if v}
     assert stored["time_first"].startswith("2020-12-10") and stored["time_last"] >= stored["time_first"]

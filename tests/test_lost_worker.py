@@ -68,7 +68,7 @@ def test_a_worker_killed_mid_ingest_leaves_every_row_stored_once(
     part = stored_parts(store)[0]
     stored = pd.read_parquet(part_dir(store, part))
     source = pd.read_csv(tiny_dir / DAY)
-    assert report.rows_read == len(source) == report.rows_kept == read_report(store, part)["rows_kept"]
+    assert report.rows_read == len(source) == report.rows_kept == read_report(store, part).rows_kept
     assert len(stored) == len(source)
     key = ["time", "src", "dst", "spt", "dpt"]
     stored_keys = stored[key].astype(str).value_counts().sort_index()

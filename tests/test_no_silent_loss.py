@@ -86,14 +86,14 @@ def good_store(plain_env: dict, tiny_dir: Path, tiny_days, tmp_path: Path) -> Pa
 def test_a_reingest_that_keeps_no_row_replaces_nothing(
     plain_env: dict, good_store: Path, tiny_dir: Path, tmp_path: Path, column: str, value: str
 ) -> None:
-    stored = read_report(good_store, DAY)["rows_kept"]
+    stored = read_report(good_store, DAY).rows_kept
     bad = broken(tiny_dir / NAME, tmp_path / "bad" / NAME, column, value)
     result = nad(plain_env, "ingest", bad, "--store", good_store)
     assert error_line(result) == (
         f"error: {bad}: {DAY}: the new version keeps 0 rows against {stored:,} stored; "
         "nothing replaced (--replace-anyway to override)"
     )
-    assert stored_rows(good_store) == stored and read_report(good_store, DAY)["rows_kept"] == stored
+    assert stored_rows(good_store) == stored and read_report(good_store, DAY).rows_kept == stored
     assert trash(good_store) == []
     assert not list((good_store / ".staging").glob("*"))
 
@@ -101,7 +101,7 @@ def test_a_reingest_that_keeps_no_row_replaces_nothing(
 def test_a_reingest_that_keeps_under_half_is_refused_and_over_half_replaces(
     plain_env: dict, good_store: Path, tiny_dir: Path, tmp_path: Path
 ) -> None:
-    stored = read_report(good_store, DAY)["rows_kept"]
+    stored = read_report(good_store, DAY).rows_kept
     under = broken(tiny_dir / NAME, tmp_path / "under" / NAME, "proto", "300", share=0.6)
     kept = stored - round(stored * 0.6)
     assert f"keeps {kept:,} rows against {stored:,} stored" in error_line(
@@ -116,7 +116,7 @@ def test_a_reingest_that_keeps_under_half_is_refused_and_over_half_replaces(
 def test_replace_anyway_overrides(plain_env: dict, good_store: Path, tiny_dir: Path, tmp_path: Path) -> None:
     bad = broken(tiny_dir / NAME, tmp_path / "bad" / NAME, "proto", "300")
     succeeded(nad(plain_env, "ingest", bad, "--store", good_store, "--replace-anyway"))
-    assert stored_rows(good_store) == 0 and read_report(good_store, DAY)["rows_kept"] == 0
+    assert stored_rows(good_store) == 0 and read_report(good_store, DAY).rows_kept == 0
 
 
 def test_a_first_ingest_that_keeps_no_row_fails_unless_allowed(
@@ -139,7 +139,7 @@ def test_backfill_refuses_the_emptying_version_unless_replace_anyway(
 ) -> None:
     from flows.backfill import BackfillFailed, backfill_flow
 
-    stored = read_report(good_store, DAY)["rows_kept"]
+    stored = read_report(good_store, DAY).rows_kept
     bad = broken(tiny_dir / NAME, tmp_path / "source" / NAME, "proto", "300")
     with pytest.raises(BackfillFailed, match=f"keeps 0 rows against {stored:,} stored; nothing replaced"):
         backfill_flow(bad.parent, good_store)

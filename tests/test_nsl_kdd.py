@@ -156,7 +156,7 @@ def test_out_of_scope_labels_are_set_aside_and_counted(
     set_aside = pd.read_parquet(store / OUT_OF_SCOPE_DIR / "file=mixed")
     assert sorted(set_aside["line"]) == [2, 4, 5] and set(set_aside["label"]) == {"neptune", "satan"}
     assert sorted(pd.read_parquet(part_dir(store, "file=mixed"))["label"]) == ["DDOS-smurf", "Normal"]
-    assert read_report(store, "file=mixed")["rows_out_of_scope"] == 3
+    assert read_report(store, "file=mixed").rows_out_of_scope == 3
 
 
 def test_unlabelled_files_are_told_by_their_field_count(

@@ -147,7 +147,7 @@ def assert_store_whole(store: Path) -> None:
     claim_store(store, "zyell")
     for part in stored_parts(store):
         rows = len(pd.read_parquet(part_dir(store, part)))
-        assert rows == read_report(store, part)["rows_kept"], part
+        assert rows == read_report(store, part).rows_kept, part
     for leftover in (STAGING_DIR, JOURNAL_DIR):  # absent when stopped before the first write
         assert not list((store / leftover).glob("*")), leftover
 

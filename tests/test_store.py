@@ -97,7 +97,7 @@ def test_a_changed_file_replaces_the_day(
     old = ingest_file(day_v1, store, dask_cluster_client)
     new = ingest_file(day_v2, store, dask_cluster_client)
     assert new.previous_sha256 == old.sha256 != new.sha256
-    assert read_report(store, DAY)["sha256"] == new.sha256
+    assert read_report(store, DAY).sha256 == new.sha256
     assert len(snapshot(store)["data"]) == new.rows_kept == new.rows_read
     assert snapshot(store)["quarantine"].empty
 
@@ -129,7 +129,7 @@ def test_crash_before_the_commit_point_keeps_the_old_day(
     assert_same(before, snapshot(store))
     recover_store(store)
     assert_same(before, snapshot(store))
-    assert read_report(store, DAY)["sha256"] == old.sha256
+    assert read_report(store, DAY).sha256 == old.sha256
     assert not list((store / STAGING_DIR).iterdir())
 
 
@@ -179,7 +179,7 @@ def test_the_next_writer_of_any_day_rolls_a_committed_crash_forward(
     os.rename(part_dir(store, DAY), trash / "0")  # the process died between the renames
     ingest_file(tiny_dir / OTHER_NAME, store, dask_cluster_client)
     assert_same(snapshot(expected), snapshot(store))
-    assert read_report(store, DAY)["sha256"] == read_report(expected, DAY)["sha256"]
+    assert read_report(store, DAY).sha256 == read_report(expected, DAY).sha256
     for bookkeeping in (JOURNAL_DIR, STAGING_DIR, TRASH_DIR):
         assert not list((store / bookkeeping).iterdir()), bookkeeping
 

@@ -66,9 +66,9 @@ def test_training_days_and_split_are_dataset_inputs(trained, trained_mlflow: str
     assert sorted(by_context["training"]) == sorted(trained.split.partitions) == stored_parts(tiny_store)
     for part, dataset in by_context["training"].items():
         report = read_report(tiny_store, part)
-        expected = hashlib.sha256(f"{report['sha256']}|{report['schema_version']}".encode()).hexdigest()
+        expected = hashlib.sha256(f"{report.sha256}|{report.schema_version}".encode()).hexdigest()
         assert dataset.digest == expected[:12]
-        assert json.loads(dataset.profile) == {"num_rows": report["rows_kept"]}
+        assert json.loads(dataset.profile) == {"num_rows": report.rows_kept}
         assert json.loads(dataset.source) == {"uri": str((tiny_store / part).resolve())}
         columns = {column["name"] for column in json.loads(dataset.schema)["mlflow_colspec"]}
         assert {"time", "src", "line"} <= columns

@@ -15,7 +15,7 @@ import time as clock
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from distributed import Client
@@ -87,14 +87,14 @@ def ingest_file(
             stats = write_partitions(plan_blocks(scan, key, spec), stage, client, progress)
             progress.finish()
             report = build_report(scan, spec, key, stats, previous, started)
-            stored_kept = previous["rows_kept"] if previous else None
+            stored_kept = previous.rows_kept if previous else None
             try:
                 check_new_version(
                     part, report.rows_kept, report.rows_quarantined, stored_kept, replace_anyway, allow_empty
                 )
             except VersionRefused as refused:
                 raise IngestError(f"{path}: {refused}") from refused
-            (stage.data / REPORT_NAME).write_text(json.dumps(asdict(report), indent=2))
+            (stage.data / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2))
             commit_stage(store, part, stage)
     return report
 

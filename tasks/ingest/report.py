@@ -1,8 +1,9 @@
 """What an ingest did: the report of one file (also the partition's `_report.json`), and its
 line in a backfill table."""
 
+import copy
 import time as clock
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from schemas.datasets import DatasetSpec, get_dataset
@@ -32,6 +33,28 @@ class IngestReport:
     time_last: str | None
     duration_s: float
     schema_version: str
+    # written by another version of the report (keys missing, renamed or extra): read with the
+    # defaults below, and never reused as the report of an unchanged file; not written
+    older_format: bool = field(default=False, compare=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, stored: object) -> "IngestReport":
+        """A report as read back from `_report.json`, also one written before datasets (`day`,
+        `unknown_apps`, no out-of-scope rows): a key it lacks takes its OLDER_DEFAULTS value.
+        Raises ValueError for what is not a report."""
+        if not isinstance(stored, dict):
+            raise ValueError(f"a JSON {type(stored).__name__}, not an object")
+        names = {f.name for f in fields(cls) if f.name != "older_format"}
+        known = {**copy.deepcopy(OLDER_DEFAULTS), **renamed_older_keys(stored)}
+        missing = sorted(names - set(known))
+        if missing:
+            raise ValueError(f"not an ingest report: no {', '.join(map(repr, missing))}")
+        values = {name: known[name] for name in names}
+        return cls(**values, older_format=set(stored) != names)
+
+    def to_dict(self) -> dict:
+        """The report as `_report.json` holds it."""
+        return {name: value for name, value in asdict(self).items() if name != "older_format"}
 
     @property
     def balanced(self) -> bool:
@@ -50,8 +73,34 @@ class IngestReport:
         )
 
 
+# What a report from an older version lacks reads as this: a store from before datasets holds
+# ZYELL (`check_store`), and that ingest set no row aside as out of scope
+OLDER_DEFAULTS = {
+    "dataset": "zyell",
+    "rows_out_of_scope": 0,
+    "out_of_scope": {},
+    "unknown_categories": {},
+    "classes": {},  # no labels, as `last_labelled_parts` read a report without them
+}
+
+
+def renamed_older_keys(stored: dict) -> dict:
+    """`stored` with the keys of reports from before datasets under their present names."""
+    renamed = dict(stored)
+    if "day" in renamed and "partition" not in renamed:
+        renamed["partition"] = renamed.pop("day")
+    if "unknown_apps" in renamed and "unknown_categories" not in renamed:
+        renamed["unknown_categories"] = {f"app={app}": n for app, n in renamed.pop("unknown_apps").items()}
+    return renamed
+
+
 def build_report(
-    scan: FileScan, spec: DatasetSpec, partition: str, stats: dict, previous: dict | None, started: float
+    scan: FileScan,
+    spec: DatasetSpec,
+    partition: str,
+    stats: dict,
+    previous: IngestReport | None,
+    started: float,
 ) -> IngestReport:
     report = IngestReport(
         file=scan.path,
@@ -59,7 +108,7 @@ def build_report(
         partition=partition,
         status="ingested",
         sha256=scan.sha256,
-        previous_sha256=previous["sha256"] if previous else None,
+        previous_sha256=previous.sha256 if previous else None,
         rows_read=scan.data_lines,
         duration_s=round(clock.perf_counter() - started, 3),
         schema_version=spec.schema_version,
@@ -72,12 +121,11 @@ def build_report(
     return report
 
 
-def unchanged_report(previous: dict | None, scan: FileScan, path: Path) -> IngestReport | None:
+def unchanged_report(previous: IngestReport | None, scan: FileScan, path: Path) -> IngestReport | None:
     """The stored report as "skipped" when it came from the same file, in this report format."""
-    fields = set(IngestReport.__dataclass_fields__)
-    if previous is None or previous["sha256"] != scan.sha256 or set(previous) != fields:
+    if previous is None or previous.sha256 != scan.sha256 or previous.older_format:
         return None
-    return IngestReport(**{**previous, "file": str(path), "status": "skipped"})
+    return replace(previous, file=str(path), status="skipped")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.errors import message_of
 from tasks.files import atomic_path
+from tasks.ingest.report import IngestReport
 
 QUARANTINE_DIR = "_quarantine"
 OUT_OF_SCOPE_DIR = "_out_of_scope"
@@ -49,6 +51,10 @@ MIN_KEPT_SHARE = 0.5  # a new version keeping less than this share of the stored
 
 class StoreError(ValueError):
     """The store holds another dataset, or not what was asked for."""
+
+
+class ReportError(ValueError):
+    """A partition's `_report.json` that is not an ingest report (damaged, or not JSON)."""
 
 
 class VersionRefused(ValueError):
@@ -116,10 +122,17 @@ def check_store(store: Path, dataset: str) -> None:
         raise StoreError(f"{store} holds dataset {held!r}, not {dataset!r}; use another store")
 
 
-def read_report(store: Path, part: str) -> dict | None:
-    """The report of the live version of `part`, or None if it is not in the store."""
+def read_report(store: Path, part: str) -> IngestReport | None:
+    """The report of the live version of `part`, or None if it is not in the store. A report
+    written by an older version reads with defaults (`IngestReport.from_dict`); a damaged one
+    raises ReportError naming its file."""
     path = part_dir(store, part) / REPORT_NAME
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return IngestReport.from_dict(json.loads(path.read_text()))
+    except ValueError as error:  # JSONDecodeError is a ValueError
+        raise ReportError(f"{path}: not a readable ingest report ({message_of(error)})") from error
 
 
 def stored_parts(store: Path) -> list[str]:
@@ -131,7 +144,8 @@ def last_labelled_parts(store: Path, count: int | None) -> list[str] | None:
     """The `count` last labelled partitions of the store (None: let the split take them all)."""
     if count is None:
         return None
-    labelled = [part for part in stored_parts(store) if (read_report(store, part) or {}).get("classes")]
+    reports = {part: read_report(store, part) for part in stored_parts(store)}
+    labelled = [part for part, report in reports.items() if report and report.classes]
     return labelled[-count:]
 
 

@@ -70,9 +70,9 @@ def partition_dataset(store: Path, part: str) -> CountedDataset:
     """One stored partition: name the partition, source its folder, digest its source file."""
     report = read_report(store, part)
     folder = part_dir(store, part)
-    digest = short_digest(report["sha256"], str(report["schema_version"]))
+    digest = short_digest(report.sha256, str(report.schema_version))
     schema = footer_schema(sorted(folder.glob("part-*.parquet")))
-    return CountedDataset(str(folder.resolve()), part, digest, int(report["rows_kept"]), schema)
+    return CountedDataset(str(folder.resolve()), part, digest, int(report.rows_kept), schema)
 
 
 def split_dataset(split: SplitResult, name: str) -> CountedDataset:

@@ -43,6 +43,7 @@ from schemas.firewall import CLASS_NAMES, NORMAL
 from schemas.training import SplitConfig
 from tasks.errors import retry_if_transient
 from tasks.ingest.parse import LINE_COLUMN, label_codes
+from tasks.ingest.report import IngestReport
 from tasks.ingest.store import check_store, part_dir, read_report, stored_parts
 from tasks.model.context import block_features, stored_rows, write_context
 from tasks.model.preprocess import encode_spec_features
@@ -90,14 +91,14 @@ def select_store_parts(
         report = read_report(store, part)
         if report is None:
             raise SplitError(f"{part} is not in the store {store}")
-        if not report["rows_kept"]:
+        if not report.rows_kept:
             raise SplitError(
-                f"{part} holds no usable row ({report['rows_read']:,} read, {report['rows_quarantined']:,} "
+                f"{part} holds no usable row ({report.rows_read:,} read, {report.rows_quarantined:,} "
                 "quarantined); re-ingest a good file, or name the days to train on (--partitions)"
             )
-        if not report["classes"]:
+        if not report.classes:
             raise SplitError(f"{part} has no labels; it can be scored but not trained on")
-        hashes[part] = report["sha256"]
+        hashes[part] = report.sha256
         files += [
             StorePart(part, str(p), spec.name) for p in sorted(part_dir(store, part).glob("part-*.parquet"))
         ]
@@ -106,9 +107,9 @@ def select_store_parts(
     return files, hashes
 
 
-def holds_labels_or_nothing(report: dict) -> bool:
+def holds_labels_or_nothing(report: IngestReport) -> bool:
     """A partition the default selection takes: labelled, or keeping no row at all."""
-    return bool(report["classes"]) or not report["rows_kept"]
+    return bool(report.classes) or not report.rows_kept
 
 
 def row_keys(seed: int, partition: int, lines: np.ndarray) -> np.ndarray:
