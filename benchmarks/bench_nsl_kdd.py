@@ -269,20 +269,20 @@ def main() -> None:
                     "read": other["fusion"].rows_read,
                     "scored": other["fusion"].rows_kept,
                     "out_of_scope": other["fusion"].rows_out_of_scope,
-                    "per_class": other["fusion"].metrics["per_class"],
+                    "per_class": other["fusion"].metrics.per_class,
                 }
             if {r.rows_kept for r in other.values()} != {other_rows[0]}:
                 raise RuntimeError(f"{variant} seed {seed}: other-period rows differ from the first run's")
             print(
                 f"seed {seed} {variant}: train flow {wall:.1f} s wall; threshold {threshold:.2f}; {nets}; "
-                f"fusion criterion held-out {test['fusion']['criterion']:.4f}, "
-                f"other period {other['fusion'].metrics['criterion']:.4f} "
-                f"(FAR {other['fusion'].metrics['far']:.4f})",
+                f"fusion criterion held-out {test['fusion'].criterion:.4f}, "
+                f"other period {other['fusion'].metrics.criterion:.4f} "
+                f"(FAR {other['fusion'].metrics.far:.4f})",
                 flush=True,
             )
             run = {"seconds": wall, "threshold": threshold, "nets": nets}
             for kind in ("fusion", "baseline"):
-                figures = {**run, "held_out": test[kind], "other": other[kind].metrics}
+                figures = {**run, "held_out": test[kind].to_dict(), "other": other[kind].metrics.to_dict()}
                 record(f"{variant}: {kind}", variant, seed, figures)
         for count in trees:
             forest = random_forest(summary.split, other_rows[1], NSL_KDD.feature_columns, count, seed)

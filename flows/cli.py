@@ -473,8 +473,7 @@ def echo_score_outcomes(outcomes) -> None:
 
 def score_lines(outcome) -> str:
     """A scored file's counts, and its metrics with their MLflow run when its labels were known."""
-    from tasks.metrics import HEADLINE
-    from tasks.scoring.incidents import IncidentDetection, detection_line
+    from tasks.scoring.incidents import detection_line
 
     report = outcome.report
     predicted = ", ".join(f"{k} {v:,}" for k, v in report.predicted.items() if v)
@@ -490,12 +489,12 @@ def score_lines(outcome) -> str:
             f"{report.rows_revoted:,} flagged rows changed class"
         )
     if report.metrics:
-        figures = "  ".join(f"{k} {report.metrics[k]:.4f}" for k in HEADLINE)
+        figures = "  ".join(f"{k} {v:.4f}" for k, v in report.metrics.headline().items())
         lines.append(f"  {figures}  (MLflow run {outcome.mlflow_run})")
     if report.incidents is not None:
         lines.append(f"  {report.incidents:,} incidents (nad incidents {Path(report.predictions).parent})")
     if report.incident_detection:
-        lines.append(f"  {detection_line(IncidentDetection.from_dict(report.incident_detection))}")
+        lines.append(f"  {detection_line(report.incident_detection)}")
     return "\n".join(lines)
 
 
@@ -515,7 +514,7 @@ def evaluate(
         raise typer.BadParameter(str(error), param_hint="PREDICTIONS") from error
     keys = ("precision", "recall", "f1", "fbeta", "far", "criterion")
     for name, figures in [*per_file.items(), ("all files", overall)]:
-        typer.echo(f"{name}: " + "  ".join(f"{k} {figures[k]:.4f}" for k in keys))
+        typer.echo(f"{name}: " + "  ".join(f"{k} {getattr(figures, k):.4f}" for k in keys))
 
 
 @app.command()
@@ -576,7 +575,7 @@ def echo_pipeline_result(result: "PipelineResult", source: Path) -> None:
         f"MLflow run {tracking.run_id}"
     )
     for report in (outcome.report for outcome in result.scores):
-        criterion = f"criterion {report.metrics['criterion']:.4f}" if report.metrics else "no labels"
+        criterion = f"criterion {report.metrics.criterion:.4f}" if report.metrics else "no labels"
         typer.echo(f"scored {Path(report.file).name}: {report.rows_read:,} rows, {criterion}")
 
 

@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from schemas.datasets import DEFAULT_DATASET, get_dataset
 from schemas.training import TrainConfig
 from tasks.cluster import dask_client
+from tasks.metrics import Evaluation
 from tasks.model.fusion import assemble_predictors_task
 from tasks.model.preprocess import fit_preprocessing_task, preprocessing_folder
 from tasks.model.tensorflow_threads import configure_tensorflow
@@ -24,7 +25,7 @@ from tasks.training.train import NETS, train_net_task
 
 
 @flow(name="evaluate")
-def evaluate_flow(predictors: dict[str, str], split: SplitResult) -> dict:
+def evaluate_flow(predictors: dict[str, str], split: SplitResult) -> dict[str, dict[str, Evaluation]]:
     """Fusion and baseline on the validation and test rows of the split."""
     return evaluate_predictors_task(predictors, split)
 

@@ -309,4 +309,4 @@ def test_pipeline_flow_backfills_trains_and_scores_nsl_kdd(
     assert fused.preprocessing.one_hot == NSL_KDD.one_hot_columns and fused.preprocessing.width == 124
     [scored] = result.scores
     assert Path(scored.file).name == "fresh.txt" and scored.report.rows_read == len(lines)
-    assert sum(map(sum, scored.report.metrics["confusion"])) == len(lines) - OUT_OF_SCOPE
+    assert sum(map(sum, scored.report.metrics.confusion)) == len(lines) - OUT_OF_SCOPE

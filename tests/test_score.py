@@ -50,16 +50,18 @@ def test_unlabelled_day_with_truth_gets_predictions_and_metrics(
         == predictions["pred_label"].value_counts().reindex(CLASS_NAMES, fill_value=0).to_dict()
     )
     summary = json.loads((tmp_path / "0124_firewall.summary.json").read_text())
-    assert summary["metrics"]["criterion"] == pytest.approx(report.metrics["criterion"])
+    assert summary["metrics"] == report.metrics.to_dict()  # the summary JSON keeps the metrics' keys
+    assert summary["metrics"]["criterion"] == pytest.approx(report.metrics.criterion)
     per_file, overall = evaluate_prediction_folder(tmp_path, tiny_dir / "truth", ZYELL)
-    assert per_file["0124_firewall.predictions.parquet"]["confusion"] == report.metrics["confusion"]
-    assert overall["fbeta"] == pytest.approx(report.metrics["fbeta"])
+    assert per_file["0124_firewall.predictions.parquet"].confusion == report.metrics.confusion
+    assert overall.fbeta == pytest.approx(report.metrics.fbeta)
     flagged = predictions[predictions["pred_label"] != "Normal"]
     written = find_incidents(flagged)
     incidents = read_incidents(tmp_path / "0124_firewall.incidents.parquet")
     assert len(incidents) == summary["incidents"] == report.incidents == len(written) > 0
     assert incidents["rows"].sum() == len(flagged)
     assert summary["incident_detection"]["incidents"] == report.incidents
+    assert summary["incident_detection"] == report.incident_detection.to_dict()  # with the rates
     assert 0 < summary["incident_detection"]["detected"] <= summary["incident_detection"]["episodes"]
 
 
@@ -77,8 +79,8 @@ def test_voting_rewrites_the_predictions_and_the_counts_and_metrics_follow(
     assert voted.rows_revoted == int((expected != before["pred_label"].to_numpy()).sum()) > 0
     assert voted.predicted == after["pred_label"].value_counts().reindex(CLASS_NAMES, fill_value=0).to_dict()
     per_file, _ = evaluate_prediction_folder(tmp_path / "voted", tiny_dir / "truth", ZYELL)
-    assert per_file["0124_firewall.predictions.parquet"]["confusion"] == voted.metrics["confusion"]
-    assert voted.metrics["confusion"] != plain.metrics["confusion"]
+    assert per_file["0124_firewall.predictions.parquet"].confusion == voted.metrics.confusion
+    assert voted.metrics.confusion != plain.metrics.confusion
     assert json.loads((tmp_path / "voted" / "0124_firewall.summary.json").read_text())["vote"] == {
         "window_seconds": 3600,
         "rule": rule,
@@ -103,7 +105,7 @@ def test_labelled_day_with_bad_rows_is_quarantined_and_scored(fusion, tiny_dir: 
     assert report.rows_quarantined == 2 and report.rows_read == report.rows_kept + 2
     quarantine = pd.read_parquet(tmp_path / "out" / "1216_firewall.quarantine.parquet")
     assert sorted(quarantine["line"]) == [4, 8] and set(quarantine["file"]) == {str(source)}
-    assert report.metrics is not None and sum(map(sum, report.metrics["confusion"])) == report.rows_kept
+    assert report.metrics is not None and sum(map(sum, report.metrics.confusion)) == report.rows_kept
 
 
 def test_model_uri_resolves_to_the_registered_champion(

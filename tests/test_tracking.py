@@ -37,9 +37,9 @@ def test_parent_run_holds_config_data_counts_and_metrics(trained, trained_mlflow
         for model in ("fusion", "baseline"):
             for metric in ("precision", "recall", "f1", "fbeta", "far", "cost", "criterion"):
                 assert f"{split}.{model}.{metric}" in metrics
-    assert metrics["test.fusion.criterion"] == pytest.approx(
-        trained.evaluations["test"]["fusion"]["criterion"]
-    )
+    assert metrics["test.fusion.criterion"] == pytest.approx(trained.evaluations["test"]["fusion"].criterion)
+    written = json.loads((Path(trained.run_dir) / "training.json").read_text())["evaluations"]
+    assert written["test"]["fusion"] == trained.evaluations["test"]["fusion"].to_dict()
 
 
 def test_each_net_has_a_nested_run_with_epoch_curves(trained, trained_mlflow: str) -> None:
@@ -83,7 +83,7 @@ def test_training_days_and_split_are_dataset_inputs(trained, trained_mlflow: str
 def test_run_description_says_what_trained_and_how_it_scored(trained, trained_mlflow: str) -> None:
     note = MlflowClient().get_run(trained.tracking.run_id).data.tags["mlflow.note.content"]
     assert all(part in note for part in trained.split.partitions)
-    criterion = trained.evaluations["test"]["fusion"]["criterion"]
+    criterion = trained.evaluations["test"]["fusion"].criterion
     assert f"| test | criterion | {criterion:.4f} |" in note
     assert "Champion gate: promoted" in note
 

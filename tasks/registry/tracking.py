@@ -77,12 +77,12 @@ def metric_name(split: str, model: str, metric: str) -> str:
     return f"{split}.{model}.{metric}"
 
 
-def comparison_table(evaluations: dict[str, dict[str, dict]]) -> str:
+def comparison_table(evaluations: dict[str, dict[str, Evaluation]]) -> str:
     """Markdown: fusion against baseline, every headline metric, on each split."""
     lines = ["| split | metric | fusion | baseline |", "|---|---|---:|---:|"]
     for split, models in evaluations.items():
         for metric in HEADLINE:
-            fusion, baseline = models["fusion"][metric], models["baseline"][metric]
+            fusion, baseline = getattr(models["fusion"], metric), getattr(models["baseline"], metric)
             lines.append(f"| {split} | {metric} | {fusion:.4f} | {baseline:.4f} |")
     return "\n".join(lines)
 
@@ -158,10 +158,10 @@ def log_training_run(summary: TrainingSummary, store: str) -> str:
         log_threshold(summary)
         mlflow.log_metrics(
             {
-                metric_name(part, model, metric): figures[metric]
+                metric_name(part, model, metric): value
                 for part, models in summary.evaluations.items()
-                for model, figures in models.items()
-                for metric in HEADLINE
+                for model, evaluation in models.items()
+                for metric, value in evaluation.headline().items()
             }
         )
         log_evaluation_artifacts(summary)
@@ -216,8 +216,7 @@ def log_evaluation_artifacts(summary: TrainingSummary) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for part, models in summary.evaluations.items():
-            for model, figures in models.items():
-                evaluation = Evaluation(**figures)
+            for model, evaluation in models.items():
                 for normalised in (False, True):
                     suffix = "normalised" if normalised else "counts"
                     title = f"{model} on {part} ({suffix})"
@@ -362,7 +361,7 @@ class ScoredFileReport(Protocol):
     @property
     def rows_quarantined(self) -> int: ...
     @property
-    def metrics(self) -> dict | None: ...
+    def metrics(self) -> Evaluation | None: ...
 
 
 def pipeline_report(
@@ -401,7 +400,7 @@ def pipeline_report(
             "|---|---:|---:|---:|",
         ]
         for report in scored:
-            criterion = f"{report.metrics['criterion']:.4f}" if report.metrics else "no labels"
+            criterion = f"{report.metrics.criterion:.4f}" if report.metrics else "no labels"
             name = Path(report.file).name
             lines.append(f"| {name} | {report.rows_read} | {report.rows_quarantined} | {criterion} |")
     return "\n".join(lines) + "\n"

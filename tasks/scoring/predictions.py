@@ -20,7 +20,7 @@ from schemas.firewall import CLASS_NAMES
 from tasks.errors import InputError, message_of
 from tasks.files import atomic_path
 from tasks.ingest.parse import ARROW_KINDS, LINE_COLUMN, label_codes
-from tasks.metrics import confusion_matrix, evaluate_confusion
+from tasks.metrics import Evaluation, confusion_matrix, evaluate_confusion
 
 PREDICTIONS_SUFFIX = ".predictions.parquet"
 PREDICTED, PROBABILITY = "pred_label", "attack_probability"
@@ -122,11 +122,11 @@ def prediction_confusion(predictions: Path, truth_dir: Path, spec: DatasetSpec) 
 
 def evaluate_prediction_folder(
     folder: Path, truth_dir: Path, spec: DatasetSpec
-) -> tuple[dict[str, dict], dict]:
+) -> tuple[dict[str, Evaluation], Evaluation]:
     """Metrics per predictions file, and over all of them together."""
     files = sorted(folder.glob("*.predictions.parquet"))
     if not files:
         raise FileNotFoundError(f"no *.predictions.parquet in {folder}")
     confusions = {path.name: prediction_confusion(path, truth_dir, spec) for path in files}
-    per_file = {name: evaluate_confusion(matrix).to_dict() for name, matrix in confusions.items()}
-    return per_file, evaluate_confusion(sum(confusions.values())).to_dict()
+    per_file = {name: evaluate_confusion(matrix) for name, matrix in confusions.items()}
+    return per_file, evaluate_confusion(sum(confusions.values()))

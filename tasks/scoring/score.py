@@ -40,7 +40,7 @@ from tasks.ingest.parse import (
     label_codes,
 )
 from tasks.ingest.scan import DEFAULT_BLOCKSIZE, read_head, resolve_partition, scan_file
-from tasks.metrics import HEADLINE, confusion_of_codes, evaluate_confusion
+from tasks.metrics import Evaluation, confusion_of_codes, evaluate_confusion
 from tasks.model.drift import REPORT_SUFFIX as DRIFT_SUFFIX
 from tasks.model.drift import InputCounter, drift_report
 from tasks.model.drift import write_report as write_drift_report
@@ -56,7 +56,7 @@ from tasks.scoring.blocks import (
     local_scorer,
     parse_numbered_block,
 )
-from tasks.scoring.incidents import incidents_path, read_incidents, write_incidents
+from tasks.scoring.incidents import IncidentDetection, incidents_path, read_incidents, write_incidents
 from tasks.scoring.predictions import (
     PREDICTED,
     PREDICTIONS_SUFFIX,
@@ -81,10 +81,10 @@ class ScoreReport:
     rows_quarantined: int
     rows_out_of_scope: int
     predicted: dict[str, int]
-    metrics: dict | None
+    metrics: Evaluation | None  # None: no labels known
     seconds: float
     incidents: int | None = None  # None: the dataset has no source and time to group rows by
-    incident_detection: dict | None = None  # with labels: episodes detected, incidents false
+    incident_detection: IncidentDetection | None = None  # with labels: episodes detected, incidents false
     vote: dict | None = None  # voting by source: its window and rule; None: no vote
     rows_revoted: int | None = None  # flagged rows whose class the vote changed
     drift: str | None = None  # the drift report (tasks/model/drift.py); None: the model has no reference
@@ -92,6 +92,12 @@ class ScoreReport:
     @property
     def rows_per_second(self) -> float:
         return self.rows_read / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        """The report as its summary JSON holds it: the metrics' and the incident figures' keys
+        (with the detection rates), which other tools read."""
+        detection = self.incident_detection
+        return asdict(self) | {"incident_detection": detection.to_dict() if detection else None}
 
 
 @dataclass
@@ -231,7 +237,7 @@ def score_file(
         raise RuntimeError(
             f"{path}: rows read {report.rows_read} != kept + quarantined + out of scope in {report}"
         )
-    (out_dir / f"{stem}.summary.json").write_text(json.dumps(asdict(report), indent=2))
+    (out_dir / f"{stem}.summary.json").write_text(json.dumps(report.to_dict(), indent=2))
     return report
 
 
@@ -267,10 +273,10 @@ def file_report(
         rows_quarantined=tally.quarantined,
         rows_out_of_scope=tally.out_of_scope,
         predicted=tally.by_class(),
-        metrics=evaluate_confusion(tally.confusion).to_dict() if labelling.labelled else None,
+        metrics=evaluate_confusion(tally.confusion) if labelling.labelled else None,
         seconds=0.0,
         incidents=None if found is None else len(found.incidents),
-        incident_detection=found.detection.to_dict() if found and found.detection else None,
+        incident_detection=found.detection if found else None,
         drift=drift_path,
     )
 
@@ -325,7 +331,7 @@ class ScoredFile:
 
 def log_score_run(report: ScoreReport, kind: str, spec: DatasetSpec) -> str:
     """An MLflow evaluation run with a scored file's metrics; returns its id."""
-    figures = {f"score.{kind}.{name}": report.metrics[name] for name in HEADLINE}
+    figures = {f"score.{kind}.{name}": value for name, value in report.metrics.headline().items()}
     params = {"file": report.file, "model": report.model, "data.dataset": spec.name}
     return log_evaluation_run(f"score-{Path(plain_name(Path(report.file))).stem}", params, figures)
 

@@ -38,10 +38,12 @@ def evaluate_files(predictor, files: list[str]) -> Evaluation:
 
 
 @task(name="evaluate")
-def evaluate_predictors_task(predictors: dict[str, str], split: SplitResult) -> dict[str, dict[str, dict]]:
+def evaluate_predictors_task(
+    predictors: dict[str, str], split: SplitResult
+) -> dict[str, dict[str, Evaluation]]:
     """split -> predictor -> all figures, for fusion and baseline on validation and test."""
     loaded = {name: load_predictor(Path(folder)) for name, folder in predictors.items()}
     return {
-        part: {name: evaluate_files(model, split.files(part)).to_dict() for name, model in loaded.items()}
+        part: {name: evaluate_files(model, split.files(part)) for name, model in loaded.items()}
         for part in EVALUATED_SPLITS
     }

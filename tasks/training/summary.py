@@ -4,6 +4,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from schemas.training import TrainConfig
+from tasks.metrics import Evaluation
 from tasks.training.split import SplitResult
 from tasks.training.threshold import ThresholdChoice
 
@@ -149,7 +150,7 @@ class TrainingSummary:
     predictors: dict[str, str]
     nets: tuple[TrainedNet, ...]
     threshold: ThresholdChoice | None
-    evaluations: dict[str, dict[str, dict]]
+    evaluations: dict[str, dict[str, Evaluation]]  # split -> predictor -> figures
     tracking: Registration | None = None
 
     @property
