@@ -176,7 +176,7 @@ def test_the_flow_logs_an_evaluation_run_for_each_file_with_labels(
     labelled, unlabelled = outcomes
     run = mlflow.get_run(labelled.mlflow_run)
     assert run.data.tags["nad.kind"] == "evaluation" and run.data.params["data.dataset"] == "zyell"
-    assert run.data.metrics["score.fusion.criterion"] == pytest.approx(labelled.report.metrics["criterion"])
+    assert run.data.metrics["score.fusion.criterion"] == pytest.approx(labelled.report.metrics.criterion)
     assert unlabelled.report.metrics is None and unlabelled.mlflow_run is None
     assert labelled.report.incidents > 0
     artifact = Artifact.get("incidents-0124-firewall")
