@@ -485,7 +485,7 @@ def score_lines(outcome) -> str:
     if report.vote:
         vote = report.vote
         lines.append(
-            f"  voted by source in {vote['window_seconds']} s windows ({vote['rule']}): "
+            f"  voted by source in {vote.window_seconds} s windows ({vote.rule}): "
             f"{report.rows_revoted:,} flagged rows changed class"
         )
     if report.metrics:
@@ -512,9 +512,8 @@ def evaluate(
         per_file, overall = evaluate_prediction_folder(predictions, truth, get_dataset(dataset))
     except FileNotFoundError as error:
         raise typer.BadParameter(str(error), param_hint="PREDICTIONS") from error
-    keys = ("precision", "recall", "f1", "fbeta", "far", "criterion")
     for name, figures in [*per_file.items(), ("all files", overall)]:
-        typer.echo(f"{name}: " + "  ".join(f"{k} {getattr(figures, k):.4f}" for k in keys))
+        typer.echo(f"{name}: " + "  ".join(f"{k} {v:.4f}" for k, v in figures.headline().items()))
 
 
 @app.command()

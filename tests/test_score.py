@@ -142,7 +142,7 @@ def test_cli_score_logs_an_evaluation_run_and_evaluate_agrees(
     run = mlflow.get_run(run_id)
     assert run.data.tags["nad.kind"] == "evaluation" and "score.fusion.criterion" in run.data.metrics
     evaluated = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--truth", str(tiny_dir / "truth")])
-    assert evaluated.exit_code == 0 and "all files:" in evaluated.output
+    assert evaluated.exit_code == 0 and "all files:" in evaluated.output and " cost " in evaluated.output
     criterion = f"criterion {run.data.metrics['score.fusion.criterion']:.4f}"
     assert criterion in evaluated.output
 

@@ -85,7 +85,7 @@ class ScoreReport:
     seconds: float
     incidents: int | None = None  # None: the dataset has no source and time to group rows by
     incident_detection: IncidentDetection | None = None  # with labels: episodes detected, incidents false
-    vote: dict | None = None  # voting by source: its window and rule; None: no vote
+    vote: Vote | None = None  # voting by source: its window and rule; None: no vote
     rows_revoted: int | None = None  # flagged rows whose class the vote changed
     drift: str | None = None  # the drift report (tasks/model/drift.py); None: the model has no reference
 
@@ -231,7 +231,7 @@ def score_file(
     atomic_frame(tally.rejected, out_dir / f"{stem}.quarantine.parquet")
     atomic_frame(tally.outside, out_dir / f"{stem}.out_of_scope.parquet")
     report = file_report(path, target, model, tally, labelling, scan.data_lines, truth)
-    report = replace(report, vote=asdict(vote) if vote else None, rows_revoted=revoted)
+    report = replace(report, vote=vote, rows_revoted=revoted)
     report = replace(report, seconds=round(time.perf_counter() - started, 3))
     if report.rows_read != report.rows_kept + report.rows_quarantined + report.rows_out_of_scope:
         raise RuntimeError(
