@@ -78,6 +78,9 @@ class DatasetSpec:
     log_columns: tuple[str, ...] = ()  # heavy-tailed non-negative features: log1p before the scaler
     one_hot_columns: tuple[str, ...] = ()  # categorical features given as one 0/1 input per code
     context: ContextSpec | None = None  # the features of feature set `context`; None: `paper` only
+    # the fused model's known-attack envelope under `envelope_margin: auto` (tasks/model/envelope.py);
+    # None: off. Chosen per dataset on its other period (docs/model.md).
+    envelope_margin: float | None = None
 
     def __post_init__(self) -> None:
         if set(self.label_map.values()) != set(CLASS_NAMES):
@@ -269,6 +272,7 @@ NSL_KDD: Final = DatasetSpec(
     model_name="nad-fusion-nsl-kdd",
     log_columns=nsl_kdd.HEAVY_TAILED_COLUMNS,
     one_hot_columns=("protocol_type", "service", "flag"),  # codes of unordered names (README)
+    envelope_margin=3.0,
 )
 
 DATASETS: Final[dict[str, DatasetSpec]] = {spec.name: spec for spec in (ZYELL, NSL_KDD)}

@@ -44,6 +44,7 @@ QUICK = {
     "baseline": {"epochs": 3},
     "batch_size": 128,
     "one_hot": True,  # NSL-KDD's categories as indicators: the option's path (default leaves it off)
+    "envelope_margin": "auto",  # the dataset's known-attack envelope, as `default` has it
 }
 
 
@@ -257,6 +258,12 @@ def test_train_on_nsl_kdd_logs_the_dataset_and_registers_its_own_model(nsl_train
     assert [c.name for c in model.metadata.get_input_schema().inputs] == list(NSL_KDD.feature_columns)
     prep = json.loads((Path(summary["preprocessing"]) / "preprocessing.json").read_text())
     assert prep["dataset"] == "nsl-kdd" and prep["features"] == list(NSL_KDD.feature_columns)
+    ranges, width = prep["class_ranges"], len(prep["means"])
+    assert [len(row) for row in ranges["low"] + ranges["high"]] == [width] * 8
+    predictor = json.loads((Path(summary["predictors"]["fusion"]) / "predictor.json").read_text())
+    assert (
+        summary["config"]["envelope_margin"] == predictor["envelope_margin"] == NSL_KDD.envelope_margin == 3.0
+    )
 
 
 def test_score_nsl_kdd_files_with_and_without_labels(nsl_trained: dict, nsl_mlflow, sample: Path) -> None:

@@ -7,6 +7,7 @@ files plus JSON, and load with Keras' `safe_mode` on; nothing is unpickled.
 
 import json
 import logging
+import math
 import weakref
 import zipfile
 from pathlib import Path
@@ -160,13 +161,22 @@ class FusionModel(Predictor):
     """The paper's fusion: the attack net classifies only the rows the binary net flags.
 
     Each net may be an ensemble of members trained with different seeds; their probabilities
-    are averaged before the threshold and the argmax.
+    are averaged before the threshold and the argmax. With `envelope_margin`, a flagged row whose
+    inputs lie outside the widened train range of the class the attack net gives it is Normal
+    (tasks/model/envelope.py); None keeps every call.
     """
 
     kind = "fusion"
 
-    def __init__(self, preprocessing: Preprocessing, binary, attack, threshold: float = 0.5) -> None:
-        self.preprocessing, self.threshold = preprocessing, threshold
+    def __init__(
+        self,
+        preprocessing: Preprocessing,
+        binary,
+        attack,
+        threshold: float = 0.5,
+        envelope_margin: float | None = None,
+    ) -> None:
+        self.preprocessing, self.threshold, self.envelope_margin = preprocessing, threshold, envelope_margin
         self.binary, self.attack = as_members(binary), as_members(attack)
         self.rows_to_attack_net = 0  # rows the attack net has seen, for audits and tests
 
@@ -174,9 +184,14 @@ class FusionModel(Predictor):
         return run_members(self.binary, features)[:, 0]
 
     def attack_classes(self, features: np.ndarray) -> np.ndarray:
-        """Class codes (1..4) the attack net gives each row."""
+        """Class codes (1..4) the attack net gives each row; 0 (Normal) for a row outside its
+        class's envelope."""
         self.rows_to_attack_net += len(features)
-        return (run_members(self.attack, features).argmax(axis=1) + 1).astype(np.int8)
+        codes = (run_members(self.attack, features).argmax(axis=1) + 1).astype(np.int8)
+        ranges = self.preprocessing.class_ranges
+        if self.envelope_margin is None or ranges is None:
+            return codes
+        return np.where(ranges.inside(features, codes, self.envelope_margin), codes, 0).astype(np.int8)
 
     def predict_codes(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class codes and attack probabilities for scaled features."""
@@ -193,13 +208,19 @@ class FusionModel(Predictor):
         nets = {"binary": save_members(folder, "binary", self.binary)}
         nets["attack"] = save_members(folder, "attack", self.attack)
         spec = {"kind": self.kind, "threshold": self.threshold, "classes": list(CLASS_NAMES), "nets": nets}
+        spec["envelope_margin"] = self.envelope_margin
         (folder / PREDICTOR_FILE).write_text(json.dumps(spec, indent=2))
         return folder
 
     @classmethod
     def load(cls, folder: Path, spec: dict) -> "FusionModel":
         binary, attack = load_members(folder, spec, "binary"), load_members(folder, spec, "attack")
-        return cls(load_preprocessing(folder), binary, attack, spec["threshold"])
+        preprocessing, margin = load_preprocessing(folder), spec.get("envelope_margin")
+        if margin is not None and preprocessing.class_ranges is None:
+            raise ModelError(
+                f"{folder / PREDICTOR_FILE}: envelope_margin needs class ranges, which {ARTIFACT_NAME} lacks"
+            )
+        return cls(preprocessing, binary, attack, spec["threshold"], margin)
 
 
 def set_threshold(folder: Path, threshold: float) -> None:
@@ -257,15 +278,22 @@ def read_predictor_spec(path: Path) -> dict:
     if not isinstance(spec, dict) or spec.get("kind") not in (FusionModel.kind, BaselineModel.kind):
         kind = spec.get("kind") if isinstance(spec, dict) else None
         raise ModelError(f"{path}: unknown predictor kind {quote(kind)}")
-    threshold = spec.get("threshold")
+    threshold, margin = spec.get("threshold"), spec.get("envelope_margin")
     if spec["kind"] == FusionModel.kind and not is_probability(threshold):
         raise ModelError(f"{path}: threshold {clip(json.dumps(threshold))} is outside (0, 1)")
+    if margin is not None and not (is_number(margin) and margin >= 0):
+        raise ModelError(f"{path}: envelope_margin {clip(json.dumps(margin))} is not a number >= 0 or null")
     return spec
 
 
 def is_probability(value: object) -> bool:
     """A number strictly between 0 and 1 (not a bool, not NaN)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1
+    return is_number(value) and 0 < value < 1
+
+
+def is_number(value: object) -> bool:
+    """An int or a finite float, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load_preprocessing(folder: Path) -> Preprocessing:
@@ -285,20 +313,30 @@ def reason_of(error: BaseException) -> str:
 
 
 def assemble_predictors(
-    net_paths: dict[str, list[str]], prep_dir: Path, threshold: float, out_dir: Path
+    net_paths: dict[str, list[str]],
+    prep_dir: Path,
+    threshold: float,
+    out_dir: Path,
+    envelope_margin: float | None,
 ) -> dict[str, str]:
     """Build the fusion and baseline predictors from the trained nets (each a list of ensemble
     members); return their folders."""
     prep = Preprocessing.load(prep_dir)
     nets = {name: [load_keras(Path(path)) for path in paths] for name, paths in net_paths.items()}
-    fusion = FusionModel(prep, nets["binary"], nets["attack"], threshold).save(out_dir / "fusion")
+    fusion = FusionModel(prep, nets["binary"], nets["attack"], threshold, envelope_margin).save(
+        out_dir / "fusion"
+    )
     baseline = BaselineModel(prep, nets["baseline"]).save(out_dir / "baseline")
     return {"fusion": str(fusion), "baseline": str(baseline)}
 
 
 @task(name="assemble-predictors")
 def assemble_predictors_task(
-    net_paths: dict[str, list[str]], prep_dir: Path, threshold: float, out_dir: Path
+    net_paths: dict[str, list[str]],
+    prep_dir: Path,
+    threshold: float,
+    out_dir: Path,
+    envelope_margin: float | None,
 ) -> dict[str, str]:
     """Prefect task: save both predictors next to the nets."""
-    return assemble_predictors(net_paths, prep_dir, threshold, out_dir)
+    return assemble_predictors(net_paths, prep_dir, threshold, out_dir, envelope_margin)

@@ -1,7 +1,8 @@
 """The paper's preprocessing: the spec's features, each categorical column as a vocabulary index
 (ZYELL: `app`), optionally `log1p` on the spec's heavy-tailed columns and the spec's one-hot
 columns as one 0/1 input per code, a standard scaler, clipping.
-The artifact also holds the train split's reference profile for drift checks (tasks/model/drift.py).
+The artifact also holds the train split's reference profile for drift checks (tasks/model/drift.py)
+and each attack class's input ranges for the fused model's envelope (tasks/model/envelope.py).
 
 The scaler is fitted out-of-core on the train split only: each partition contributes its
 count, mean and sum of squared deviations, combined with Chan's parallel formula, which gives
@@ -26,10 +27,12 @@ from tasks.errors import retry_if_transient
 from tasks.files import write_text_atomic
 from tasks.model.context import frame_context
 from tasks.model.drift import ReferenceProfile, fit_reference
+from tasks.model.envelope import ClassRanges, fit_class_ranges
 
 ARTIFACT_NAME = "preprocessing.json"
-# 6: reference profile; 5: one-hot columns; 4: feature sets; 3: log1p columns; 2: dataset specs; 1: ZYELL
-ARTIFACT_VERSION = 6
+# 7: class ranges; 6: reference profile; 5: one-hot columns; 4: feature sets; 3: log1p columns;
+# 2: dataset specs; 1: ZYELL
+ARTIFACT_VERSION = 7
 
 
 def encode_category(values: pd.Series, column: CategoricalColumn) -> np.ndarray:
@@ -106,6 +109,7 @@ class Preprocessing:
     feature_set: str = "paper"  # `context`: `features` end with the context features (version 4)
     one_hot: tuple[str, ...] = ()  # given as one 0/1 input per code; empty before version 5
     reference: ReferenceProfile | None = None  # for drift checks; None before version 6
+    class_ranges: ClassRanges | None = None  # scaled inputs per attack class; None before version 7
     version: int = ARTIFACT_VERSION
 
     def transform(self, encoded: np.ndarray) -> np.ndarray:
@@ -175,7 +179,9 @@ class Preprocessing:
         if data.get("version") == 4:
             data = {**data, "one_hot": [], "version": 5}
         if data.get("version") == 5:
-            data = {**data, "reference": None, "version": ARTIFACT_VERSION}
+            data = {**data, "reference": None, "version": 6}
+        if data.get("version") == 6:
+            data = {**data, "class_ranges": None, "version": ARTIFACT_VERSION}
         if data.get("version") != ARTIFACT_VERSION:
             raise ValueError(
                 f"{folder}: preprocessing artifact version {data.get('version')} is not {ARTIFACT_VERSION}"
@@ -185,6 +191,8 @@ class Preprocessing:
         ]
         reference = data.pop("reference", None)
         data["reference"] = ReferenceProfile.from_dict(reference) if reference else None
+        ranges = data.pop("class_ranges", None)
+        data["class_ranges"] = ClassRanges.from_dict(ranges) if ranges else None
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
@@ -305,20 +313,26 @@ def fit_preprocessing_task(
     feature_set: str = "paper",
     one_hot: bool = False,
 ) -> Path:
-    """Prefect task: fit on the train split, with its reference profile, and write the JSON
-    artifact; returns its folder (see `preprocessing_folder`). A folder fitted before reference
-    profiles gets one."""
+    """Prefect task: fit on the train split, with its reference profile and class ranges, and
+    write the JSON artifact; returns its folder (see `preprocessing_folder`). A folder fitted
+    before either gets them."""
     if (out_dir / ARTIFACT_NAME).exists():
         fitted = Preprocessing.load(out_dir)
-        if fitted.reference is not None:
+        if fitted.reference is not None and fitted.class_ranges is not None:
             return out_dir
     else:
         with Client(dask_address, set_as_default=False) as client:
             spec = get_dataset(dataset)
             fitted = fit_preprocessing(train_files, clip, client, spec, log_transform, feature_set, one_hot)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with_reference(fitted, train_files).save(out_dir)
+    with_train_profiles(fitted, train_files).save(out_dir)
     return out_dir
+
+
+def with_train_profiles(fitted: Preprocessing, train_files: list[str]) -> Preprocessing:
+    """`fitted` with the reference profile and the class ranges of the train split it was fitted on."""
+    ranges = fit_class_ranges(train_files, fitted.features, fitted.transform)
+    return replace(with_reference(fitted, train_files), class_ranges=ranges)
 
 
 def with_reference(fitted: Preprocessing, train_files: list[str]) -> Preprocessing:
