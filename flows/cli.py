@@ -488,6 +488,11 @@ def score_lines(outcome) -> str:
             f"  voted by source in {vote.window_seconds} s windows ({vote.rule}): "
             f"{report.rows_revoted:,} flagged rows changed class"
         )
+    if report.rows_outside_envelope:
+        lines.append(
+            f"  {report.rows_outside_envelope:,} flagged rows lie outside the train range of the attack "
+            "class they were given: Normal (the known-attack envelope)"
+        )
     if report.metrics:
         figures = "  ".join(f"{k} {v:.4f}" for k, v in report.metrics.headline().items())
         lines.append(f"  {figures}  (MLflow run {outcome.mlflow_run})")

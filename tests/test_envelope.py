@@ -16,6 +16,8 @@ from tasks.errors import ModelError
 from tasks.model.envelope import ClassRanges, fit_class_ranges
 from tasks.model.fusion import PREDICTOR_FILE, FusionModel, load_predictor
 from tasks.model.preprocess import ARTIFACT_NAME, Preprocessing, fit_preprocessing, with_train_profiles
+from tasks.scoring.blocks import BlockPrediction
+from tasks.scoring.score import Tally, envelope_threshold
 from tasks.training.train import NETS, build_net
 
 # two inputs; class 1 spans [0, 1] x [0, 0] (the second input constant), classes 2-4 [-1, 1] x [-1, 1]
@@ -155,3 +157,13 @@ def test_default_takes_the_dataset_s_margin_and_paper_has_none() -> None:
 def test_a_config_with_a_bad_margin_is_refused(margin) -> None:
     with pytest.raises(ValidationError, match="envelope_margin"):
         TrainConfig.from_preset("default", {"envelope_margin": margin})
+
+
+def test_scoring_counts_the_flagged_rows_the_envelope_made_normal() -> None:
+    out = pd.DataFrame({"attack_probability": np.array([0.9, 0.9, 0.1, 0.5], dtype=np.float32)})
+    block = BlockPrediction(4, out, pd.DataFrame(), pd.DataFrame(), np.array([0, 2, 0, 0], dtype=np.int8))
+    tally = Tally(None, envelope_threshold(fused(3.0)))
+    tally.add(block, None)
+    tally.add(block, None)
+    assert tally.envelope_threshold == 0.5 and tally.outside_envelope == 4
+    assert envelope_threshold(fused(None)) is None

@@ -285,6 +285,13 @@ def test_score_nsl_kdd_files_with_and_without_labels(nsl_trained: dict, nsl_mlfl
     assert fresh["metrics"] is None and fresh["rows_kept"] == sum(PER_CLASS.values())
     predictions = pd.read_parquet(work / "scores" / "fresh.predictions.parquet")
     assert set(predictions["pred_label"]) <= set(CLASS_NAMES) and predictions["label"].isna().all()
+    threshold = json.loads(
+        (Path(nsl_trained["summary"]["predictors"]["fusion"]) / "predictor.json").read_text()
+    )
+    flagged_normal = (predictions["attack_probability"] >= threshold["threshold"]) & (
+        predictions["pred_label"] == "Normal"
+    )
+    assert fresh["rows_outside_envelope"] == int(flagged_normal.sum())
 
 
 def test_score_refuses_a_model_of_another_dataset(nsl_trained: dict, nsl_mlflow, sample: Path) -> None:

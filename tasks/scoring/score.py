@@ -44,7 +44,7 @@ from tasks.metrics import Evaluation, confusion_of_codes, evaluate_confusion
 from tasks.model.drift import REPORT_SUFFIX as DRIFT_SUFFIX
 from tasks.model.drift import InputCounter, drift_report
 from tasks.model.drift import write_report as write_drift_report
-from tasks.model.fusion import load_predictor
+from tasks.model.fusion import FusionModel, load_predictor
 from tasks.progress import Progress
 from tasks.registry.champion import check_model_dataset, predictor_folder
 from tasks.registry.mlflow_setup import log_evaluation_run
@@ -87,6 +87,7 @@ class ScoreReport:
     incident_detection: IncidentDetection | None = None  # with labels: episodes detected, incidents false
     vote: Vote | None = None  # voting by source: its window and rule; None: no vote
     rows_revoted: int | None = None  # flagged rows whose class the vote changed
+    rows_outside_envelope: int | None = None  # flagged rows the known-attack envelope made Normal; None: off
     drift: str | None = None  # the drift report (tasks/model/drift.py); None: the model has no reference
 
     @property
@@ -104,9 +105,13 @@ class ScoreReport:
 class Tally:
     """What a file's scored blocks add up to, block by block: rows kept, quarantined and out of
     scope, rows per predicted class, the confusion against the known labels, the rejected and
-    set-aside rows, and the inputs' rows per drift bin (None: a model from before drift)."""
+    set-aside rows, the inputs' rows per drift bin (None: a model from before drift), and, for a
+    fused model with a known-attack envelope (`envelope_threshold`: its binary threshold), the
+    flagged rows the envelope made Normal."""
 
     drift: InputCounter | None = None
+    envelope_threshold: float | None = None
+    outside_envelope: int = 0
     kept: int = 0
     quarantined: int = 0
     out_of_scope: int = 0
@@ -125,6 +130,9 @@ class Tally:
         self.quarantined += len(block.rejected)
         self.out_of_scope += len(block.outside)
         self.predicted += np.bincount(block.codes, minlength=len(CLASS_NAMES))
+        if self.envelope_threshold is not None:
+            flagged = block.out[PROBABILITY].to_numpy() >= self.envelope_threshold
+            self.outside_envelope += int((flagged & (block.codes == 0)).sum())
         if labels is not None:
             self.confusion += confusion_of_codes(labels, block.codes)
 
@@ -214,7 +222,7 @@ def score_file(
     truth_codes = truth_for(path, truth, scan.data_lines, spec) if truth else None
     labelling = Labelling(spec, scan.labelled or truth_codes is not None, truth_codes)
     reference = predictor.preprocessing.reference
-    tally = Tally(InputCounter(reference) if reference is not None else None)
+    tally = Tally(InputCounter(reference) if reference is not None else None, envelope_threshold(predictor))
     stem = Path(plain_name(path)).stem
     out_dir.mkdir(parents=True, exist_ok=True)
     target, tables_dir = out_dir / f"{stem}{PREDICTIONS_SUFFIX}", out_dir / f".{stem}.context"
@@ -242,6 +250,12 @@ def score_file(
 
 
 LABEL_NAMES = np.asarray([*CLASS_NAMES, None], dtype=object)  # class code -> name; -1: None
+
+
+def envelope_threshold(predictor) -> float | None:
+    """The binary threshold of a fused model with a known-attack envelope; None for any other."""
+    on = isinstance(predictor, FusionModel) and predictor.envelope_margin is not None
+    return predictor.threshold if on else None
 
 
 def file_report(
@@ -278,6 +292,7 @@ def file_report(
         incidents=None if found is None else len(found.incidents),
         incident_detection=found.detection if found else None,
         drift=drift_path,
+        rows_outside_envelope=tally.outside_envelope if tally.envelope_threshold is not None else None,
     )
 
 
