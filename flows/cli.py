@@ -494,13 +494,21 @@ def score_lines(outcome) -> str:
             "class they were given: Normal (the known-attack envelope)"
         )
     if report.metrics:
-        figures = "  ".join(f"{k} {v:.4f}" for k, v in report.metrics.headline().items())
+        figures = headline_text(report.metrics)
         lines.append(f"  {figures}  (MLflow run {outcome.mlflow_run})")
     if report.incidents is not None:
         lines.append(f"  {report.incidents:,} incidents (nad incidents {Path(report.predictions).parent})")
     if report.incident_detection:
         lines.append(f"  {detection_line(report.incident_detection)}")
     return "\n".join(lines)
+
+
+def headline_text(evaluation) -> str:
+    """`precision 0.9330  ...  cost 32  criterion 0.8869`: the headline metrics, the cost as a count."""
+    return "  ".join(
+        f"{name} {value:,.0f}" if name == "cost" else f"{name} {value:.4f}"
+        for name, value in evaluation.headline().items()
+    )
 
 
 @app.command()
@@ -518,7 +526,7 @@ def evaluate(
     except FileNotFoundError as error:
         raise typer.BadParameter(str(error), param_hint="PREDICTIONS") from error
     for name, figures in [*per_file.items(), ("all files", overall)]:
-        typer.echo(f"{name}: " + "  ".join(f"{k} {v:.4f}" for k, v in figures.headline().items()))
+        typer.echo(f"{name}: {headline_text(figures)}")
 
 
 @app.command()
