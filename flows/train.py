@@ -105,9 +105,7 @@ def train_flow(
     run_dir = Path(out) / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     nets = train_nets(split, prep_dir, config, run_dir)
     net_paths = {name: [net.path for net in nets if net.name == name] for name in NETS}
-    predictors = assemble_predictors_task(
-        net_paths, prep_dir, config.threshold, run_dir, config.envelope_margin
-    )
+    predictors = assemble_predictors_task(net_paths, prep_dir, config, run_dir)
     threshold = None
     if config.tune_threshold:
         threshold = tune_threshold_task(predictors["fusion"], split.files("validation"), run_dir)

@@ -18,6 +18,7 @@ from prefect import task
 from scipy.special import expit, softmax
 
 from schemas.firewall import CLASS_NAMES
+from schemas.training import TrainConfig
 from tasks.errors import QUOTE_LIMIT, ModelError, clip, message_of, quote
 from tasks.model.preprocess import ARTIFACT_NAME, Preprocessing
 from tasks.model.quiet_start import import_keras
@@ -313,30 +314,20 @@ def reason_of(error: BaseException) -> str:
 
 
 def assemble_predictors(
-    net_paths: dict[str, list[str]],
-    prep_dir: Path,
-    threshold: float,
-    out_dir: Path,
-    envelope_margin: float | None,
+    net_paths: dict[str, list[str]], prep_dir: Path, config: TrainConfig, out_dir: Path
 ) -> dict[str, str]:
-    """Build the fusion and baseline predictors from the trained nets (each a list of ensemble
-    members); return their folders."""
+    """Build the fusion (with the config's threshold and envelope margin) and baseline predictors
+    from the trained nets (each a list of ensemble members); return their folders."""
     prep = Preprocessing.load(prep_dir)
     nets = {name: [load_keras(Path(path)) for path in paths] for name, paths in net_paths.items()}
-    fusion = FusionModel(prep, nets["binary"], nets["attack"], threshold, envelope_margin).save(
-        out_dir / "fusion"
-    )
+    fusion = FusionModel(prep, nets["binary"], nets["attack"], config.threshold, config.envelope_margin)
     baseline = BaselineModel(prep, nets["baseline"]).save(out_dir / "baseline")
-    return {"fusion": str(fusion), "baseline": str(baseline)}
+    return {"fusion": str(fusion.save(out_dir / "fusion")), "baseline": str(baseline)}
 
 
 @task(name="assemble-predictors")
 def assemble_predictors_task(
-    net_paths: dict[str, list[str]],
-    prep_dir: Path,
-    threshold: float,
-    out_dir: Path,
-    envelope_margin: float | None,
+    net_paths: dict[str, list[str]], prep_dir: Path, config: TrainConfig, out_dir: Path
 ) -> dict[str, str]:
     """Prefect task: save both predictors next to the nets."""
-    return assemble_predictors(net_paths, prep_dir, threshold, out_dir, envelope_margin)
+    return assemble_predictors(net_paths, prep_dir, config, out_dir)
