@@ -21,8 +21,9 @@ percentiles to [0, 1], then scaled: values past the train range stay at the edge
 quantile bins per input), `clip5`. OPTIONS_JSON: `noise` (Gaussian input noise), `input_dropout`,
 `l2`, `label_smoothing`, `units` (list), `binary_weights` (`full`, `sqrt`, `none`: the binary net
 only), `stop_on_other_half` (the binary net stops early on half of KDDTest+_A, and `other half`
-is the figure on the other half). Prints each seed's held-out and KDDTest+_A criterion and FAR,
-then the medians.
+is the figure on the other half), `envelope_margin` (the known-attack envelope of
+tasks/model/envelope.py, on the probe's inputs). Prints each seed's held-out and KDDTest+_A
+criterion and FAR, then the medians.
 """
 
 import json
@@ -43,6 +44,7 @@ from schemas import nsl_kdd  # noqa: E402
 from schemas.datasets import NSL_KDD  # noqa: E402
 from schemas.firewall import CLASS_NAMES  # noqa: E402
 from tasks.metrics import confusion_matrix, evaluate_confusion  # noqa: E402
+from tasks.model.envelope import ATTACK_CODES, ClassRanges  # noqa: E402
 from tasks.model.preprocess import encode_spec_features  # noqa: E402
 from tasks.model.quiet_start import import_keras  # noqa: E402
 
@@ -182,9 +184,17 @@ def fit(train: tuple, validation: tuple, outputs: int, seed: int, options: dict,
     return model
 
 
-def criterion_and_far(binary: keras.Model, attack: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple:
+def class_ranges(x: np.ndarray, labels: np.ndarray) -> ClassRanges:
+    bounds = [(x[labels == code].min(0), x[labels == code].max(0)) for code in ATTACK_CODES]
+    return ClassRanges(*(tuple(tuple(map(float, b[i])) for b in bounds) for i in (0, 1)))
+
+
+def criterion_and_far(binary, attack, x: np.ndarray, y: np.ndarray, envelope: tuple | None = None) -> tuple:
+    """The fused model's criterion and FAR at threshold 0.5; `envelope`: (ClassRanges, margin)."""
     flagged = binary.predict(x, batch_size=8192, verbose=0)[:, 0] >= 0.5
     attack_class = attack.predict(x, batch_size=8192, verbose=0).argmax(1) + 1
+    if envelope is not None:
+        attack_class = np.where(envelope[0].inside(x, attack_class, envelope[1]), attack_class, 0)
     evaluation = evaluate_confusion(confusion_matrix(NAMES[y], NAMES[np.where(flagged, attack_class, 0)]))
     return round(evaluation.criterion, 4), round(evaluation.far, 4)
 
@@ -212,10 +222,14 @@ def run(encoding_name: str, options: dict, seed: int, train: tuple, other: tuple
         (x[attacks], labels[attacks] - 1), (x[attacks_valid], labels[attacks_valid] - 1), 4, seed * 100 + 2,
         options, "full",
     )  # fmt: skip
+    margin = options.get("envelope_margin")
+    envelope = None if margin is None else (class_ranges(x[fit_rows], labels[fit_rows]), margin)
     return {
-        "held-out": criterion_and_far(binary, attack, x[test], labels[test]),
-        "KDDTest+_A": criterion_and_far(binary, attack, x_other, other_labels),
-        "other half": criterion_and_far(binary, attack, x_other[other_half], other_labels[other_half]),
+        "held-out": criterion_and_far(binary, attack, x[test], labels[test], envelope),
+        "KDDTest+_A": criterion_and_far(binary, attack, x_other, other_labels, envelope),
+        "other half": criterion_and_far(
+            binary, attack, x_other[other_half], other_labels[other_half], envelope
+        ),
     }
 
 
