@@ -16,7 +16,7 @@ A config file overrides fields of a preset; unknown keys are refused at every le
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -107,7 +107,7 @@ class TrainConfig(BaseModel):
     ensemble: int = Field(default=1, gt=0)  # copies of each net, different seeds, probabilities averaged
     # a flagged row outside its attack class's train range widened by this many ranges is Normal
     # (tasks/model/envelope.py); None: off; auto: the dataset's choice
-    envelope_margin: float | Literal["auto"] | None = Field(default=None)
+    envelope_margin: Annotated[float, Field(ge=0, allow_inf_nan=False)] | Literal["auto"] | None = None
     seed: int = 42
     parallel: bool = True
 
@@ -115,14 +115,6 @@ class TrainConfig(BaseModel):
     def _batch_is_positive(self) -> "TrainConfig":
         if isinstance(self.batch_size, int) and self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive or 'auto', not {self.batch_size}")
-        return self
-
-    @model_validator(mode="after")
-    def _margin_is_not_negative(self) -> "TrainConfig":
-        if isinstance(self.envelope_margin, float) and not 0 <= self.envelope_margin < float("inf"):
-            raise ValueError(
-                f"envelope_margin must be a number >= 0, 'auto' or null, not {self.envelope_margin}"
-            )
         return self
 
     def for_dataset(self, spec: "DatasetSpec") -> "TrainConfig":

@@ -153,7 +153,7 @@ def test_default_takes_the_dataset_s_margin_and_paper_has_none() -> None:
     )
 
 
-@pytest.mark.parametrize("margin", [-0.5, "wide"])
+@pytest.mark.parametrize("margin", [-0.5, "wide", float("inf")])
 def test_a_config_with_a_bad_margin_is_refused(margin) -> None:
     with pytest.raises(ValidationError, match="envelope_margin"):
         TrainConfig.from_preset("default", {"envelope_margin": margin})

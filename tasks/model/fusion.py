@@ -181,6 +181,11 @@ class FusionModel(Predictor):
         self.binary, self.attack = as_members(binary), as_members(attack)
         self.rows_to_attack_net = 0  # rows the attack net has seen, for audits and tests
 
+    @property
+    def has_envelope(self) -> bool:
+        """Whether flagged rows are held to their class's train range (a margin and the ranges)."""
+        return self.envelope_margin is not None and self.preprocessing.class_ranges is not None
+
     def attack_probability(self, features: np.ndarray) -> np.ndarray:
         return run_members(self.binary, features)[:, 0]
 
@@ -189,10 +194,10 @@ class FusionModel(Predictor):
         class's envelope."""
         self.rows_to_attack_net += len(features)
         codes = (run_members(self.attack, features).argmax(axis=1) + 1).astype(np.int8)
-        ranges = self.preprocessing.class_ranges
-        if self.envelope_margin is None or ranges is None:
+        if not self.has_envelope:
             return codes
-        return np.where(ranges.inside(features, codes, self.envelope_margin), codes, 0).astype(np.int8)
+        inside = self.preprocessing.class_ranges.inside(features, codes, self.envelope_margin)
+        return np.where(inside, codes, 0).astype(np.int8)
 
     def predict_codes(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class codes and attack probabilities for scaled features."""

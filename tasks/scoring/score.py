@@ -254,8 +254,7 @@ LABEL_NAMES = np.asarray([*CLASS_NAMES, None], dtype=object)  # class code -> na
 
 def envelope_threshold(predictor) -> float | None:
     """The binary threshold of a fused model with a known-attack envelope; None for any other."""
-    on = isinstance(predictor, FusionModel) and predictor.envelope_margin is not None
-    return predictor.threshold if on else None
+    return predictor.threshold if isinstance(predictor, FusionModel) and predictor.has_envelope else None
 
 
 def file_report(
